@@ -1,0 +1,9 @@
+"""visionattn: efficient-attention vision backbones for timm and OpenMMLab.
+
+``import visionattn`` registers every model family in timm's registry. OpenMMLab is only imported
+by ``visionattn.mm``.
+"""
+__version__ = "0.1.0"
+
+from . import ops, layers, models  # noqa: F401  (models registers the timm entrypoints)
+from . import data  # noqa: F401

@@ -1,0 +1,1 @@
+"""Built-in demo data in the on-disk formats real data uses."""

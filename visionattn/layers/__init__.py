@@ -1,0 +1,1 @@
+"""nn.Modules shared by the model families, thin over ``visionattn.ops``."""

@@ -1,0 +1,1 @@
+"""Functional ops: fused Triton kernels, exact PyTorch references, and backend dispatch."""
