@@ -1,1 +1,2 @@
 """nn.Modules shared by the model families, thin over ``visionattn.ops``."""
+from .neighborhood import NeighborhoodAttention2d  # noqa: F401
