@@ -1,0 +1,167 @@
+"""ViG's GLA2D layer: bidirectional gated linear attention over a 2-D map with gated locality injection.
+
+Paper: "ViG: Linear-complexity Visual Sequence Learning with Gated Linear Attention" (AAAI 2025),
+official code hustvl/ViG (``classification/models/vig_h.py:GLA2D``, ``vig.py:GatedLinearAttention``).
+The parameter names (``in_proj``, ``qkv_proj``, ``gk_proj``, ``g_proj``, ``g_norm``, ``l_norm``, ``o_proj``)
+are the official ones, so a block's ``op.*`` / ``attn.*`` entries load unchanged (2-D weights; the 1x1-conv
+shaped ``[out, in, 1, 1]`` copies the official ``Linear2d`` also accepts are flattened by the model converters).
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .. import ops
+
+__all__ = ["BiGatedLinearAttention2d", "Fp32RmsNorm"]
+
+
+class Fp32RmsNorm(nn.Module):
+    """RMSNorm over the last dim, computed in float32 (float64 for float64) and cast back (fp16 squares overflow).
+
+    ``y = x / sqrt(mean(x^2) + eps) * weight``; input ``[..., dim]``.
+    """
+
+    def __init__(self, dim: int, eps: float = 1e-6) -> None:
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        dtype = x.dtype
+        compute = torch.float64 if dtype == torch.float64 else torch.float32
+        x = x.to(compute)
+        x = x * torch.rsqrt(x.square().mean(-1, keepdim=True) + self.eps)
+        return (x * self.weight.to(compute)).to(dtype)
+
+    def extra_repr(self) -> str:
+        return f"{self.weight.shape[0]}, eps={self.eps}"
+
+
+class BiGatedLinearAttention2d(nn.Module):
+    """Bidirectional gated linear attention over a ``[B, H, W, C]`` map (ViG's GLA2D).
+
+    1. ``local = DWConv3x3(x)`` (no bias; SiLU after it when ``conv_act``); every projection reads ``local``.
+    2. ``q, k`` (``C * expand_k`` channels) and ``v`` (``C * expand_v``) from ``qkv_proj``, split into heads.
+    3. Direction-wise log-gates from the low-rank ``gk_proj`` (C -> ``gate_low_rank_dim`` -> 2 * key_dim):
+       the first half is the forward gate, the second the backward gate, ``logsigmoid(.) / gate_logit_normalizer``.
+    4. ``o = visionattn.ops.bigla(q, k, v, g_fwd, g_bwd)`` over the raster-flattened map (row-major,
+       ``L = H * W``): the mean of a forward and a backward scan, each including the token itself.
+    5. Per head: ``o = g_norm(o) * s + l_norm(local) * (1 - s)``, ``s = sigmoid(g_proj(local))``.
+    6. Optional SiLU (``out_act``), then ``o_proj``.
+
+    Args:
+        dim: channels C.
+        num_heads: heads; ``C * expand_k`` and ``C`` must be multiples of it.
+        expand_k: key/query width as a fraction of C (ViG: 0.5).
+        expand_v: value width as a fraction of C; must be 1.0 (the local branch is mixed into the value heads).
+        gate_low_rank_dim: rank of the gate projection (ViG: 16).
+        gate_logit_normalizer: divides ``logsigmoid`` (ViG: 16).
+        conv_act: SiLU after the depthwise conv (official ``use_act_in_conv``).
+        out_act: SiLU before ``o_proj`` (official ``use_out_act``).
+        norm_eps: eps of ``l_norm`` (official ``rms_norm_eps`` = 1e-6).
+        out_norm_eps: eps of ``g_norm``; default ``norm_eps``. Plain ViG's released eval path halves ``o``
+            once more before ``g_norm``, which equals ``out_norm_eps = 4 * norm_eps``.
+        backend: passed to ``visionattn.ops.bigla`` (None: Triton on CUDA, reference elsewhere).
+    """
+
+    def __init__(
+            self,
+            dim: int,
+            num_heads: int,
+            expand_k: float = 0.5,
+            expand_v: float = 1.0,
+            gate_low_rank_dim: int = 16,
+            gate_logit_normalizer: float = 16.0,
+            conv_act: bool = False,
+            out_act: bool = False,
+            norm_eps: float = 1e-6,
+            out_norm_eps: float | None = None,
+            backend: str | None = None,
+    ) -> None:
+        super().__init__()
+        if not isinstance(dim, int) or dim < 1:
+            raise ValueError(f"BiGatedLinearAttention2d: dim must be a positive int, got {dim!r}")
+        if not isinstance(num_heads, int) or num_heads < 1:
+            raise ValueError(f"BiGatedLinearAttention2d: num_heads must be a positive int, got {num_heads!r}")
+        key_dim, value_dim = int(dim * expand_k), int(dim * expand_v)
+        if value_dim != dim:
+            raise ValueError(
+                f"BiGatedLinearAttention2d: expand_v must be 1.0 (value width == dim, since the local branch is "
+                f"mixed into the value heads), got {expand_v}"
+            )
+        if key_dim < num_heads or key_dim % num_heads != 0:
+            raise ValueError(
+                f"BiGatedLinearAttention2d: dim * expand_k = {key_dim} must be a positive multiple of "
+                f"num_heads = {num_heads}"
+            )
+        if dim % num_heads != 0:
+            raise ValueError(f"BiGatedLinearAttention2d: dim ({dim}) must be a multiple of num_heads ({num_heads})")
+        if gate_logit_normalizer <= 0:
+            raise ValueError(
+                f"BiGatedLinearAttention2d: gate_logit_normalizer must be > 0, got {gate_logit_normalizer}"
+            )
+        self.dim = dim
+        self.num_heads = num_heads
+        self.key_dim = key_dim
+        self.value_dim = value_dim
+        self.head_k_dim = key_dim // num_heads
+        self.head_v_dim = value_dim // num_heads
+        self.gate_logit_normalizer = float(gate_logit_normalizer)
+        self.backend = backend
+
+        self.in_proj = nn.Sequential(
+            nn.Conv2d(dim, dim, kernel_size=3, padding=1, groups=dim, bias=False),
+            nn.SiLU() if conv_act else nn.Identity(),
+        )
+        self.qkv_proj = nn.Linear(dim, 2 * key_dim + value_dim, bias=False)
+        self.gk_proj = nn.Sequential(
+            nn.Linear(dim, gate_low_rank_dim, bias=False),
+            nn.Linear(gate_low_rank_dim, 2 * key_dim, bias=True),
+        )
+        self.o_proj = nn.Linear(value_dim, dim, bias=False)
+        self.g_norm = Fp32RmsNorm(self.head_v_dim, eps=norm_eps if out_norm_eps is None else out_norm_eps)
+        self.l_norm = Fp32RmsNorm(self.head_v_dim, eps=norm_eps)
+        self.g_proj = nn.Linear(dim, value_dim, bias=True)
+        self.out_act = nn.SiLU() if out_act else nn.Identity()
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        # the official initialisation: small xavier gains on every projection
+        gain = 2 ** -2.5
+        for weight in (self.qkv_proj.weight, self.in_proj[0].weight, self.g_proj.weight, self.o_proj.weight,
+                       self.gk_proj[0].weight, self.gk_proj[1].weight):
+            nn.init.xavier_uniform_(weight, gain=gain)
+        nn.init.zeros_(self.gk_proj[1].bias)
+        nn.init.zeros_(self.g_proj.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``x``: ``[B, H, W, C]`` -> ``[B, H, W, C]``."""
+        if x.dim() != 4 or x.shape[-1] != self.dim:
+            raise ValueError(
+                f"BiGatedLinearAttention2d: x must be [B, H, W, C={self.dim}] (channels last), got {tuple(x.shape)}"
+            )
+        batch, height, width, _ = x.shape
+        length, heads = height * width, self.num_heads
+        local = self.in_proj(x.permute(0, 3, 1, 2)).permute(0, 2, 3, 1).reshape(batch, length, self.dim)
+
+        q, k, v = self.qkv_proj(local).split([self.key_dim, self.key_dim, self.value_dim], dim=-1)
+        q = q.reshape(batch, length, heads, self.head_k_dim)
+        k = k.reshape(batch, length, heads, self.head_k_dim)
+        v = v.reshape(batch, length, heads, self.head_v_dim)
+        # gates in fp32: logsigmoid of an fp16 logit loses the small decays that matter over long scans
+        gate_logits = self.gk_proj(local)
+        gates = F.logsigmoid(gate_logits.to(torch.promote_types(gate_logits.dtype, torch.float32)))
+        gates = gates / self.gate_logit_normalizer
+        gate_fwd, gate_bwd = gates.chunk(2, dim=-1)
+        gate_fwd = gate_fwd.reshape(batch, length, heads, self.head_k_dim)
+        gate_bwd = gate_bwd.reshape(batch, length, heads, self.head_k_dim)
+
+        o = ops.bigla(q, k, v, gate_fwd, gate_bwd, backend=self.backend)  # [B, L, heads, dv]
+
+        mix = torch.sigmoid(self.g_proj(local)).reshape(batch, length, heads, self.head_v_dim)
+        local = self.l_norm(local.reshape(batch, length, heads, self.head_v_dim))
+        o = self.g_norm(o) * mix + local * (1 - mix)
+        o = self.out_act(o.reshape(batch, length, self.value_dim))
+        return self.o_proj(o).reshape(batch, height, width, self.dim)
