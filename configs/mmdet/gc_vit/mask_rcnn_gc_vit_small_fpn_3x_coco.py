@@ -1,0 +1,14 @@
+# GC ViT-Small: Mask R-CNN + FPN, 3x, COCO.
+# Published result: none published (only Cascade for GC ViT-S).
+# Settings: no official small config: the tiny config with drop path 0.3 (the ImageNet value), our choice.
+_base_ = ['../_base_/mask_rcnn_fpn_3x_coco.py']
+
+model = dict(
+    backbone=dict(
+        model_name='gc_vit_small',
+        drop_path_rate=0.3,
+        checkpoint='https://huggingface.co/nvidia/GCViT/resolve/main/gcvit_1k_small.pth.tar',
+        model_kwargs=dict(
+            window_size=(24, 24, 24, 24),
+        )),
+    neck=dict(in_channels=[96, 192, 384, 768]))
