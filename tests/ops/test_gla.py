@@ -1,0 +1,197 @@
+"""Gated linear attention: the chunked reference and the Triton kernels against independent oracles.
+
+Oracles: a float64 token-by-token recurrence written here (``_recurrence``), the masked-matmul form of
+causal linear attention (zero gates), and sequence flipping for the reverse / bidirectional scans.
+"""
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from visionattn.ops.gla import GLA_BACKENDS, bigla, gla
+from visionattn.ops.gla.reference import gla_recurrent, gla_reference
+
+
+def _recurrence(q, k, v, g, scale, reverse=False):
+    """float64 oracle written independently of the library: S_t = diag(e^g_t) S_{t-1} + k_t v_t^T."""
+    q, k, v, g = (t.double() for t in (q, k, v, g))
+    batch, length, heads, dk = q.shape
+    state = torch.zeros(batch, heads, dk, v.shape[-1], dtype=torch.float64)
+    out = torch.zeros(batch, length, heads, v.shape[-1], dtype=torch.float64)
+    for t in (reversed(range(length)) if reverse else range(length)):
+        state = g[:, t].exp()[..., None] * state + k[:, t, :, :, None] * v[:, t, :, None, :]
+        out[:, t] = scale * (q[:, t, :, :, None] * state).sum(-2)
+    return out
+
+
+def _inputs(batch, length, heads, dk, dv, dtype=torch.float64, gate_scale=1.0, seed=0, n_gates=1):
+    gen = torch.Generator().manual_seed(seed)
+    q = torch.randn(batch, length, heads, dk, generator=gen, dtype=torch.float64)
+    k = torch.randn(batch, length, heads, dk, generator=gen, dtype=torch.float64)
+    v = torch.randn(batch, length, heads, dv, generator=gen, dtype=torch.float64)
+    gates = [F.logsigmoid(torch.randn(batch, length, heads, dk, generator=gen, dtype=torch.float64) + 2) * gate_scale
+             for _ in range(n_gates)]
+    return [t.to(dtype) for t in (q, k, v, *gates)]
+
+
+def _rel_rms(ref, out):
+    ref, out = ref.double(), out.double()
+    return ((ref - out).norm() / ref.norm().clamp_min(1e-30)).item()
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# reference backend
+
+
+@pytest.mark.parametrize("length", [1, 17, 63, 65, 130])
+@pytest.mark.parametrize("reverse", [False, True])
+def test_reference_matches_recurrence(length, reverse):
+    q, k, v, g = _inputs(2, length, 2, 8, 12, gate_scale=3.0, seed=length)
+    out = gla(q, k, v, g, scale=0.37, reverse=reverse, backend="reference")
+    expected = _recurrence(q, k, v, g, 0.37, reverse)
+    assert out.dtype == torch.float64 and out.shape == (2, length, 2, 12)
+    torch.testing.assert_close(out, expected, rtol=1e-10, atol=1e-10)
+
+
+def test_reference_default_scale_and_library_oracle_agree():
+    q, k, v, g = _inputs(1, 70, 3, 16, 8, seed=3)
+    out = gla(q, k, v, g)  # CPU default backend is the reference; default scale dk ** -0.5
+    torch.testing.assert_close(out, _recurrence(q, k, v, g, 16 ** -0.5), rtol=1e-10, atol=1e-10)
+    torch.testing.assert_close(gla_recurrent(q, k, v, g, reverse=True), _recurrence(q, k, v, g, 0.25, True))
+
+
+def test_reference_strong_decay_is_exact():
+    # log gates near -30 per step: exp(G_i - G_j) underflows far from the diagonal, never overflows.
+    q, k, v, g = _inputs(1, 100, 1, 8, 8, seed=5)
+    g = g * 0 - 30.0 + torch.rand_like(g)
+    out = gla(q, k, v, g, backend="reference")
+    assert torch.isfinite(out).all()
+    torch.testing.assert_close(out, _recurrence(q, k, v, g, 8 ** -0.5), rtol=1e-9, atol=1e-12)
+
+
+def test_zero_gates_equal_masked_causal_linear_attention():
+    q, k, v, _ = _inputs(2, 90, 2, 8, 5, seed=7)
+    g = torch.zeros_like(q)
+    scores = torch.einsum("blhd,bmhd->bhlm", q, k) * 0.5
+    scores = scores.masked_fill(~torch.ones(90, 90, dtype=torch.bool).tril(), 0.0)
+    expected = torch.einsum("bhlm,bmhv->blhv", scores, v)
+    torch.testing.assert_close(gla(q, k, v, g, scale=0.5, backend="reference"), expected, rtol=1e-10, atol=1e-10)
+    anti = torch.einsum("blhd,bmhd->bhlm", q, k).masked_fill(~torch.ones(90, 90, dtype=torch.bool).triu(), 0.0)
+    expected_rev = torch.einsum("bhlm,bmhv->blhv", anti * 0.5, v)
+    torch.testing.assert_close(gla(q, k, v, g, 0.5, reverse=True, backend="reference"), expected_rev)
+
+
+@pytest.mark.parametrize("length", [1, 66])
+def test_bigla_is_mean_of_directions_and_flip(length):
+    q, k, v, gf, gb = _inputs(2, length, 2, 8, 4, seed=11, n_gates=2)
+    out = bigla(q, k, v, gf, gb, scale=0.3, backend="reference")
+    mean = (gla(q, k, v, gf, 0.3) + gla(q, k, v, gb, 0.3, reverse=True)) / 2
+    torch.testing.assert_close(out, mean, rtol=1e-12, atol=1e-12)
+    flipped = _recurrence(*(t.flip(1) for t in (q, k, v, gb)), 0.3).flip(1)
+    direct = (_recurrence(q, k, v, gf, 0.3) + flipped) / 2
+    torch.testing.assert_close(out, direct, rtol=1e-10, atol=1e-10)
+
+
+def test_reference_gradcheck():
+    gen = torch.Generator().manual_seed(1)
+    shape = (1, 19, 1, 3)
+    q, k = (torch.randn(shape, generator=gen, dtype=torch.float64, requires_grad=True) for _ in range(2))
+    v = torch.randn(1, 19, 1, 2, generator=gen, dtype=torch.float64, requires_grad=True)
+    g = (-(torch.rand(shape, generator=gen, dtype=torch.float64) + 0.05)).requires_grad_()
+    # chunk 8 / sub-chunk 4 so that 19 tokens cross chunk and sub-chunk boundaries at a small cost
+    for reverse in (False, True):
+        fn = lambda *a: gla_reference(*a, 0.7, reverse, chunk_size=8, sub_chunk_size=4)  # noqa: E731
+        assert torch.autograd.gradcheck(fn, (q, k, v, g), eps=1e-6, atol=1e-7, fast_mode=True)
+    gf = (-(torch.rand(1, 5, 1, 3, dtype=torch.float64) + 0.05)).requires_grad_()
+    small = [torch.randn(1, 5, 1, 3, dtype=torch.float64, requires_grad=True) for _ in range(3)]
+    assert torch.autograd.gradcheck(lambda *a: bigla(*a, backend="reference"), (*small, gf, gf.detach().clone()),
+                                    fast_mode=True)
+
+
+@pytest.mark.parametrize("reverse", [False, True])
+def test_reference_gradients_match_recurrence(reverse):
+    q, k, v, g = _inputs(2, 130, 2, 8, 12, gate_scale=2.0, seed=13)
+    leaves = [t.clone().requires_grad_() for t in (q, k, v, g)]
+    grad_out = torch.randn(2, 130, 2, 12, dtype=torch.float64)
+    out = gla(*leaves, scale=0.4, reverse=reverse, backend="reference")
+    grads = torch.autograd.grad(out, leaves, grad_out)
+    leaves_ref = [t.clone().requires_grad_() for t in (q, k, v, g)]
+    grads_ref = torch.autograd.grad(_recurrence(*leaves_ref, 0.4, reverse), leaves_ref, grad_out)
+    for name, a, b in zip(("dq", "dk", "dv", "dg"), grads, grads_ref):
+        torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-9, msg=name)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("gate", ["strong", "weak"])
+def test_reference_long_sequence_stability(dtype, gate):
+    """L = 4096 (a 64x64 map): no inf/NaN forward or backward, and close to float64."""
+    torch.manual_seed(0)
+    batch, length, heads, dk, dv = 1, 4096, 2, 16, 32
+    q, k = torch.randn(2, batch, length, heads, dk)
+    v = torch.randn(batch, length, heads, dv)
+    if gate == "strong":
+        g = -5.0 + 0.5 * torch.rand(batch, length, heads, dk)
+    else:
+        g = -1e-4 * torch.rand(batch, length, heads, dk)
+    leaves = [t.to(dtype).requires_grad_() for t in (q, k, v, g)]
+    out = gla(*leaves, backend="reference")
+    assert out.dtype == dtype
+    grad_out = torch.randn_like(out) * 0.01
+    out.backward(grad_out)
+    assert torch.isfinite(out).all()
+    for t in leaves:
+        assert torch.isfinite(t.grad).all()
+    out_bi = bigla(leaves[0], leaves[1], leaves[2], leaves[3], leaves[3], backend="reference")
+    assert torch.isfinite(out_bi).all()
+    expected = gla(*(t.detach().double() for t in leaves), backend="reference")
+    assert _rel_rms(expected, out) < 0.01
+
+
+def test_reference_state_memory_is_linear():
+    # The largest intermediate must scale with L, not L^2: 4x the tokens may use at most ~4x the memory.
+    def peak(length):
+        q, k, v, g = _inputs(1, length, 1, 16, 32, dtype=torch.float32)
+        from torch.profiler import ProfilerActivity, profile
+        with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+            gla(q, k, v, g, backend="reference")
+        return max(e.cpu_memory_usage for e in prof.key_averages())
+    small, large = peak(1024), peak(4096)
+    assert large < 5 * small
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# argument checks
+
+
+def test_checks_raise_clear_errors():
+    q, k, v, g = _inputs(1, 10, 2, 8, 4, dtype=torch.float32)
+    with pytest.raises(ValueError, match="4 dims"):
+        gla(q[0], k, v, g)
+    with pytest.raises(ValueError, match="k shape"):
+        gla(q, k[..., :4], v, g)
+    with pytest.raises(ValueError, match="v must have shape"):
+        gla(q, k, v[:, :5], g)
+    with pytest.raises(ValueError, match="log_gate shape"):
+        gla(q, k, v, g[:, :3])
+    with pytest.raises(TypeError, match="dtype"):
+        gla(q, k.half(), v, g)
+    with pytest.raises(TypeError, match="q must be"):
+        gla(q.int(), k.int(), v.int(), g)
+    with pytest.raises(TypeError, match="torch.Tensor"):
+        gla(q, k, v, 0.5)
+    with pytest.raises(ValueError, match="<= 0"):
+        gla(q, k, v, g.abs() + 0.1)
+    with pytest.raises(ValueError, match="log_gate_bwd"):
+        bigla(q, k, v, g, g.abs() + 0.1)
+    with pytest.raises(ValueError, match="is on"):
+        gla(q, k, v, g.to("meta"))
+    with pytest.raises(ValueError, match="not one of"):
+        gla(q, k, v, g, backend="cuda")
+    with pytest.raises(ValueError, match="at least 1"):
+        gla(q[:, :0], k[:, :0], v[:, :0], g[:, :0])
+    with pytest.raises(TypeError, match="reverse"):
+        gla(q, k, v, g, reverse=1)
+    with pytest.raises(ValueError, match="float16, bfloat16 or float32"):
+        gla(q.double(), k.double(), v.double(), g, backend="triton")
+    assert set(GLA_BACKENDS) == {"reference", "triton"}
