@@ -1,2 +1,3 @@
 """Model families; importing this package registers them in timm."""
 from . import vig  # noqa: F401
+from . import nat  # noqa: F401
