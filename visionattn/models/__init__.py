@@ -1,3 +1,4 @@
 """Model families; importing this package registers them in timm."""
 from . import vig  # noqa: F401
 from . import nat  # noqa: F401
+from . import gc_vit  # noqa: F401
