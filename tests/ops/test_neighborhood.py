@@ -116,7 +116,7 @@ def test_reference_row_tiling_is_exact():
     from visionattn.ops.neighborhood.reference import na2d_reference
     q, k, v, rpb = _inputs(2, 11, 9, 2, 8, (3, 3), True, dtype=torch.float64)
     whole = na2d_reference(q, k, v, (3, 3), (2, 1), rpb, 0.3)
-    tiled = na2d_reference(q, k, v, (3, 3), (2, 1), rpb, 0.3, tile_elements=1)  # one row per tile
+    tiled = na2d_reference(q, k, v, (3, 3), (2, 1), rpb, 0.3, tile_elements=1, column_block=2)  # 1 row, 2 columns
     torch.testing.assert_close(tiled, whole, atol=1e-13, rtol=0)
     expected = brute_force_na2d(q, k, v, (3, 3), (2, 1), rpb, 0.3)
     torch.testing.assert_close(tiled, expected, atol=1e-12, rtol=1e-10)
@@ -154,7 +154,8 @@ def test_reference_tiled_checkpointed_gradients_equal_untiled():
     from visionattn.ops.neighborhood.reference import na2d_reference
     q, k, v, rpb = _inputs(2, 7, 6, 2, 3, (3, 3), True, dtype=torch.float64, grad=True)
     grad_out = torch.randn(2, 7, 6, 2, 3, dtype=torch.float64)
-    tiled = torch.autograd.grad(na2d_reference(q, k, v, (3, 3), (2, 2), rpb, 0.7, tile_elements=1), (q, k, v, rpb), grad_out)
+    tiled_out = na2d_reference(q, k, v, (3, 3), (2, 2), rpb, 0.7, tile_elements=1, column_block=1)
+    tiled = torch.autograd.grad(tiled_out, (q, k, v, rpb), grad_out)
     whole = torch.autograd.grad(na2d_reference(q, k, v, (3, 3), (2, 2), rpb, 0.7), (q, k, v, rpb), grad_out)
     for t, w in zip(tiled, whole):
         torch.testing.assert_close(t, w, atol=1e-13, rtol=0)

@@ -1,20 +1,30 @@
 """Exact PyTorch 2-D neighborhood attention (NATTEN <= 0.14 semantics): the oracle and the CPU path.
 
-The map is processed in tiles of query rows. For each tile the keys and values of every query's window are
-gathered with one ``index_select`` (flat indices precomputed per axis), so memory grows with the tile, never
-with ``[B, H, W, heads, kh*kw, dim]`` for the whole map. When gradients are needed each tile runs under
-activation checkpointing, so training memory stays bounded by the tile as well.
+How it stays exact, lean and fast on CPU:
+
+- Dilation is removed first: an axis with dilation ``d`` splits into ``d`` interleaved groups (coordinate mod
+  ``d``) and NATTEN's windows live inside a group, so each group pair is a plain dilation-1 problem on a smaller
+  map. When the map divides evenly the groups are folded into the batch; otherwise each group runs on its own.
+- In a dilation-1 problem the window of query ``i`` starts at ``clamp(i - r, 0, L - k)``. For a tile of query
+  rows we gather the ``kh`` key rows of every query row (contiguous copies), and for a block of query columns we
+  multiply the queries against the block's key columns plus halo with one batched GEMM, then keep each query's
+  ``kw`` band with ``gather``. GEMMs over a slightly wider band beat gathering ``kh*kw`` key vectors per query.
+- Nothing of size ``[B, H, W, heads, kh*kw, dim]`` is ever built; tiles are bounded by ``tile_elements``, and
+  under autograd each tile is checkpointed so training memory is bounded as well.
 """
 from __future__ import annotations
 
 import functools
-from typing import Optional, Tuple
+from typing import List, Optional, Tuple
 
 import torch
 from torch.utils.checkpoint import checkpoint
 
-# Elements of the gathered key tile ([B, heads, rows*W*kh*kw, dim]) allowed at once.
-DEFAULT_TILE_ELEMENTS = 1 << 23
+# Elements allowed in one tile's largest temporary (the [.., kh, cols, band] logits / key rows).
+DEFAULT_TILE_ELEMENTS = 1 << 24
+# Query columns per GEMM block, in multiples of kw; the key band is the block plus kw - 1 columns, so the GEMMs
+# spend (block + kw - 1) / kw times the useful FLOPs. 4*kw measured best at DiNAT shapes on CPU.
+DEFAULT_COLUMN_BLOCK_KERNELS = 4
 
 
 def window_starts(length: int, kernel_size: int, dilation: int) -> torch.Tensor:
@@ -33,65 +43,106 @@ def window_starts(length: int, kernel_size: int, dilation: int) -> torch.Tensor:
     return start_in_group * dilation + group
 
 
-@functools.lru_cache(maxsize=64)
-def _axis_tables(length: int, kernel_size: int, dilation: int) -> Tuple[torch.Tensor, torch.Tensor]:
-    """Key coordinate and bias index per (query coordinate, window slot): two ``[length, kernel_size]`` tables."""
-    starts = window_starts(length, kernel_size, dilation)
+@functools.lru_cache(maxsize=128)
+def _axis_tables(length: int, kernel_size: int) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Dilation-1 tables for one axis.
+
+    Returns:
+        starts ``[length]``: window start per query; keys ``[length, k]``: key coordinate per window slot;
+        bias ``[length, k]``: index into the ``2k - 1`` bias axis per window slot.
+    """
+    starts = window_starts(length, kernel_size, 1)
     slots = torch.arange(kernel_size)
-    keys = starts[:, None] + slots[None, :] * dilation
-    bias = (keys - torch.arange(length)[:, None]) // dilation + kernel_size - 1
-    return keys, bias
-
-
-@functools.lru_cache(maxsize=64)
-def _flat_tables(
-        height: int, width: int, kernel_size: Tuple[int, int], dilation: Tuple[int, int],
-) -> Tuple[torch.Tensor, torch.Tensor]:
-    """Flat key index ``[H, W, kh*kw]`` into ``H*W`` and flat bias index ``[H, W, kh*kw]`` into ``(2kh-1)(2kw-1)``."""
-    kh, kw = kernel_size
-    keys_y, bias_y = _axis_tables(height, kh, dilation[0])
-    keys_x, bias_x = _axis_tables(width, kw, dilation[1])
-    flat_keys = keys_y[:, None, :, None] * width + keys_x[None, :, None, :]
-    flat_bias = bias_y[:, None, :, None] * (2 * kw - 1) + bias_x[None, :, None, :]
-    return flat_keys.reshape(height, width, kh * kw), flat_bias.reshape(height, width, kh * kw)
+    keys = starts[:, None] + slots[None, :]
+    bias = keys - torch.arange(length)[:, None] + kernel_size - 1
+    return starts, keys, bias
 
 
 def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
     return torch.float64 if dtype == torch.float64 else torch.float32
 
 
-def _attend_rows(
-        q_rows: torch.Tensor, k_flat: torch.Tensor, v_flat: torch.Tensor, rpb_flat: Optional[torch.Tensor],
-        key_index: torch.Tensor, bias_index: Optional[torch.Tensor], scale: float, dropout_p: float = 0.0,
+def _row_tile(
+        q_rows: torch.Tensor, k: torch.Tensor, v: torch.Tensor, rpb: Optional[torch.Tensor],
+        row0: int, kernel_size: Tuple[int, int], scale: float, column_block: int, dropout_p: float,
 ) -> torch.Tensor:
-    """One tile of query rows.
+    """Dilation-1 neighborhood attention for the query rows ``[row0, row0 + T)``.
 
     Args:
-        q_rows: ``[B, heads, T, dim]`` queries of the tile (T = rows * W), compute dtype.
-        k_flat, v_flat: ``[B, heads, H*W, dim]`` all keys and values, compute dtype.
-        rpb_flat: ``[heads, (2kh-1)*(2kw-1)]`` or None.
-        key_index, bias_index: ``[T, kk]`` flat indices for the tile.
+        q_rows: ``[N, heads, T, W, dim]`` queries of the tile (compute dtype).
+        k, v: ``[N, heads, H, W, dim]`` whole maps (compute dtype).
+        rpb: ``[heads, 2kh-1, 2kw-1]`` or None.
 
     Returns:
-        ``[B, heads, T, dim]`` in the compute dtype.
+        ``[N, heads, T, W, dim]``.
     """
-    batch, heads, tokens, dim = q_rows.shape
-    kk = key_index.shape[-1]
-    flat = key_index.reshape(-1)
-    keys = k_flat.index_select(2, flat).view(batch, heads, tokens, kk, dim)
-    values = v_flat.index_select(2, flat).view(batch, heads, tokens, kk, dim)
-    logits = torch.matmul(keys, (q_rows * scale).unsqueeze(-1)).squeeze(-1)  # [B, heads, T, kk]
-    if rpb_flat is not None:
-        logits = logits + rpb_flat.index_select(1, bias_index.reshape(-1)).view(1, heads, tokens, kk)
-    attn = torch.softmax(logits, dim=-1)
-    if dropout_p > 0:
-        attn = torch.nn.functional.dropout(attn, p=dropout_p, training=True)
-    return torch.matmul(attn.unsqueeze(-2), values).squeeze(-2)
+    n, heads, rows, width, dim = q_rows.shape
+    height = k.shape[2]
+    kh, kw = kernel_size
+    device = q_rows.device
+    _, keys_y, bias_y = _axis_tables(height, kh)
+    starts_x, _, bias_x = _axis_tables(width, kw)
+    key_rows = keys_y[row0:row0 + rows].reshape(-1).to(device)
+    q_rows = q_rows * scale
+    slots_x = torch.arange(kw, device=device)
+    slots_y = torch.arange(kh, device=device)
+    outputs = []
+    for col0 in range(0, width, column_block):
+        col1 = min(width, col0 + column_block)
+        cols = col1 - col0
+        band0 = int(starts_x[col0])
+        band1 = int(starts_x[col1 - 1]) + kw
+        band = band1 - band0
+        # The kh key rows of every query row, restricted to the block's key columns: [N, h, T, kh*band, dim].
+        k_band = k[:, :, :, band0:band1].index_select(2, key_rows).view(n, heads, rows, kh * band, dim)
+        v_band = v[:, :, :, band0:band1].index_select(2, key_rows).view(n, heads, rows, kh * band, dim)
+        # Flat position of window slot (a, b) of each query column inside [kh, band]: [cols, kh*kw].
+        start = starts_x[col0:col1].to(device) - band0
+        index = (slots_y[None, :, None] * band + start[:, None, None] + slots_x[None, None, :]).reshape(cols, kh * kw)
+        index = index.expand(n, heads, rows, cols, kh * kw)
+        logits = torch.matmul(q_rows[:, :, :, col0:col1], k_band.transpose(-1, -2))  # [N, h, T, cols, kh*band]
+        logits = logits.gather(-1, index)                                             # [N, h, T, cols, kh*kw]
+        if rpb is not None:
+            by = bias_y[row0:row0 + rows].to(device)
+            bx = bias_x[col0:col1].to(device)
+            bias = rpb[:, by[:, None, :, None], bx[None, :, None, :]]                 # [h, T, cols, kh, kw]
+            logits = logits + bias.reshape(1, heads, rows, cols, kh * kw)
+        attn = torch.softmax(logits, dim=-1)
+        if dropout_p > 0:
+            attn = torch.nn.functional.dropout(attn, p=dropout_p, training=True)
+        dense = attn.new_zeros(n, heads, rows, cols, kh * band).scatter(-1, index, attn)
+        outputs.append(torch.matmul(dense, v_band))                                   # [N, h, T, cols, dim]
+    return torch.cat(outputs, dim=3) if len(outputs) > 1 else outputs[0]
+
+
+def _na2d_dilation1(
+        q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, rpb: Optional[torch.Tensor],
+        kernel_size: Tuple[int, int], scale: float, tile_elements: int, column_block: int, dropout_p: float,
+        use_checkpoint: bool,
+) -> torch.Tensor:
+    """``q, k, v``: ``[N, heads, H, W, dim]`` -> ``[N, heads, H, W, dim]``, dilation 1."""
+    n, heads, height, width, dim = q.shape
+    kh, kw = kernel_size
+    column_block = max(1, min(width, column_block))
+    band = min(width, column_block + kw - 1)
+    per_row = n * heads * kh * band * max(column_block, dim)
+    rows = max(1, min(height, tile_elements // max(1, per_row)))
+    checkpointed = use_checkpoint and rows < height
+    outputs = []
+    for row0 in range(0, height, rows):
+        row1 = min(height, row0 + rows)
+        args = (q[:, :, row0:row1], k, v, rpb, row0, (kh, kw), scale, column_block, dropout_p)
+        if checkpointed:
+            outputs.append(checkpoint(_row_tile, *args, use_reentrant=False))
+        else:
+            outputs.append(_row_tile(*args))
+    return torch.cat(outputs, dim=2) if len(outputs) > 1 else outputs[0]
 
 
 def na2d_reference(
         q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, kernel_size: Tuple[int, int], dilation: Tuple[int, int],
-        rpb: Optional[torch.Tensor], scale: float, tile_elements: int = DEFAULT_TILE_ELEMENTS, dropout_p: float = 0.0,
+        rpb: Optional[torch.Tensor], scale: float, tile_elements: int = DEFAULT_TILE_ELEMENTS,
+        column_block: Optional[int] = None, dropout_p: float = 0.0,
 ) -> torch.Tensor:
     """2-D neighborhood attention in PyTorch. Arguments are already validated by ``visionattn.ops.na2d``.
 
@@ -100,41 +151,55 @@ def na2d_reference(
         kernel_size, dilation: ``(kh, kw)``, ``(dy, dx)``.
         rpb: ``[heads, 2kh-1, 2kw-1]`` or None.
         scale: multiplier of ``q . k``.
-        tile_elements: bound on the gathered key tile's element count (memory knob).
+        tile_elements: bound on one tile's largest temporary (memory knob).
+        column_block: query columns per GEMM block (speed knob), default ``4 * kw``.
         dropout_p: dropout probability on the attention weights (0 disables it).
 
     Returns:
-        ``[B, H, W, heads, dim]`` in the dtype of ``q``.
+        ``[B, H, W, heads, dim]`` in the dtype of ``q``. Logits and softmax run in float32 (float64 input: float64).
     """
     batch, height, width, heads, dim = q.shape
-    kh, kw = kernel_size
+    dy, dx = dilation
     compute = _compute_dtype(q.dtype)
-    key_index, bias_index = _flat_tables(height, width, (kh, kw), tuple(dilation))
-    key_index = key_index.to(q.device)
-    bias_index = bias_index.to(q.device)
+    if column_block is None:
+        column_block = DEFAULT_COLUMN_BLOCK_KERNELS * kernel_size[1]
+    use_checkpoint = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (q, k, v, rpb))
+    rpb_c = rpb.to(compute) if rpb is not None else None
 
-    def to_heads_first(t: torch.Tensor) -> torch.Tensor:
-        return t.to(compute).permute(0, 3, 1, 2, 4).reshape(batch, heads, height * width, dim)
+    def heads_first(t: torch.Tensor) -> torch.Tensor:  # [B, H, W, heads, dim] -> [B, heads, H, W, dim]
+        return t.to(compute).permute(0, 3, 1, 2, 4)
 
-    q_flat, k_flat, v_flat = to_heads_first(q), to_heads_first(k), to_heads_first(v)
-    rpb_flat = rpb.to(compute).reshape(heads, -1) if rpb is not None else None
-
-    per_row = max(1, batch * heads * width * kh * kw * dim)
-    rows = max(1, min(height, tile_elements // per_row))
-    use_checkpoint = torch.is_grad_enabled() and any(
-        t is not None and t.requires_grad for t in (q, k, v, rpb)
-    ) and rows < height
-    outputs = []
-    for row0 in range(0, height, rows):
-        row1 = min(height, row0 + rows)
-        t0, t1 = row0 * width, row1 * width
-        args = (
-            q_flat[:, :, t0:t1], k_flat, v_flat, rpb_flat,
-            key_index[row0:row1].reshape(-1, kh * kw), bias_index[row0:row1].reshape(-1, kh * kw), scale, dropout_p,
+    def run(qg: torch.Tensor, kg: torch.Tensor, vg: torch.Tensor) -> torch.Tensor:
+        return _na2d_dilation1(
+            qg.contiguous(), kg.contiguous(), vg.contiguous(), rpb_c, kernel_size, scale, tile_elements,
+            column_block, dropout_p, use_checkpoint,
         )
-        if use_checkpoint:
-            outputs.append(checkpoint(_attend_rows, *args, use_reentrant=False))
-        else:
-            outputs.append(_attend_rows(*args))
-    out = torch.cat(outputs, dim=2) if len(outputs) > 1 else outputs[0]
-    return out.view(batch, heads, height, width, dim).permute(0, 2, 3, 1, 4).to(q.dtype)
+
+    if dy == 1 and dx == 1:
+        out = run(heads_first(q), heads_first(k), heads_first(v))
+        return out.permute(0, 2, 3, 1, 4).to(q.dtype)
+
+    if height % dy == 0 and width % dx == 0:
+        # Fold the dy*dx groups into the batch: [B, H, W, h, d] -> [B*dy*dx, h, H/dy, W/dx, d].
+        gh, gw = height // dy, width // dx
+
+        def fold(t: torch.Tensor) -> torch.Tensor:
+            t = t.to(compute).view(batch, gh, dy, gw, dx, heads, dim).permute(0, 2, 4, 5, 1, 3, 6)
+            return t.reshape(batch * dy * dx, heads, gh, gw, dim)
+
+        out = run(fold(q), fold(k), fold(v))
+        out = out.view(batch, dy, dx, heads, gh, gw, dim).permute(0, 4, 1, 5, 2, 3, 6)
+        return out.reshape(batch, height, width, heads, dim).to(q.dtype)
+
+    qh, kh_, vh = heads_first(q), heads_first(k), heads_first(v)
+    rows: List[torch.Tensor] = []
+    for gy in range(dy):
+        cols = [run(qh[:, :, gy::dy, gx::dx], kh_[:, :, gy::dy, gx::dx], vh[:, :, gy::dy, gx::dx]) for gx in range(dx)]
+        # Interleave the column groups back: group gx holds columns gx, gx + dx, ...
+        width_out = torch.stack([torch.nn.functional.pad(c, (0, 0, 0, cols[0].shape[3] - c.shape[3])) for c in cols], 4)
+        rows.append(width_out.flatten(3, 4)[:, :, :, :width])
+    height_out = torch.stack(
+        [torch.nn.functional.pad(r, (0, 0, 0, 0, 0, rows[0].shape[2] - r.shape[2])) for r in rows], 3
+    )
+    out = height_out.flatten(2, 3)[:, :, :height]
+    return out.permute(0, 2, 3, 1, 4).to(q.dtype)
