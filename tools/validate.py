@@ -1,0 +1,132 @@
+#!/usr/bin/env python3
+"""Top-1 / top-5 of a model on an ImageFolder validation split (like timm's validate.py).
+
+    python tools/validate.py --model resnet10t --checkpoint output/train/RUN/model_best.pth.tar
+    python tools/validate.py --model dinat_tiny --pretrained --data-dir /data/imagenet
+
+Prints one JSON results dict with ``top1``, ``top5``, ``param_count`` and ``img_size``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import timm  # noqa: E402
+from timm.data import create_dataset, create_loader, resolve_data_config  # noqa: E402
+
+import visionattn  # noqa: E402,F401
+from visionattn.data.demo import ensure_demo  # noqa: E402
+from visionattn.models._helpers import check_converted, load_checkpoint_file, unwrap_state_dict  # noqa: E402
+
+from train import KeyValue, evaluate, make_autocast  # noqa: E402  (same eval loop as training)
+
+_logger = logging.getLogger("validate")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description="visionattn / timm validation")
+    p.add_argument("--model", required=True)
+    p.add_argument("--model-kwargs", nargs="*", action=KeyValue, default={})
+    p.add_argument("--checkpoint", default="", help="timm training checkpoint, state dict or .safetensors")
+    p.add_argument("--use-ema", action="store_true", help="use the EMA weights of a training checkpoint")
+    p.add_argument("--pretrained", action="store_true")
+    p.add_argument("--data-dir", default=None, help="ImageFolder root (default: demo data)")
+    p.add_argument("--dataset", default="")
+    p.add_argument("--split", default="val")
+    p.add_argument("--num-classes", type=int, default=None)
+    p.add_argument("--img-size", type=int, default=None)
+    p.add_argument("--input-size", nargs=3, type=int, default=None)
+    p.add_argument("--crop-pct", type=float, default=None)
+    p.add_argument("--mean", type=float, nargs="+", default=None)
+    p.add_argument("--std", type=float, nargs="+", default=None)
+    p.add_argument("--interpolation", default="")
+    p.add_argument("--batch-size", "-b", type=int, default=64)
+    p.add_argument("--workers", "-j", type=int, default=2)
+    p.add_argument("--amp", action="store_true")
+    p.add_argument("--amp-dtype", default="bfloat16", choices=("bfloat16", "float16"))
+    p.add_argument("--device", default=None)
+    p.add_argument("--channels-last", action="store_true")
+    p.add_argument("--results-file", default="", help="also write the JSON here")
+    return p
+
+
+def load_weights(model: torch.nn.Module, path: str, use_ema: bool) -> dict:
+    """Load a checkpoint strictly; a mismatch is explained in one ValueError. Returns the train args if any."""
+    checkpoint = load_checkpoint_file(path)
+    train_args = checkpoint.get("args") if isinstance(checkpoint, dict) else None
+    if use_ema and "state_dict_ema" not in checkpoint:
+        raise ValueError(f"--use-ema: {path} has no 'state_dict_ema' (train with --model-ema)")
+    state_dict = unwrap_state_dict(checkpoint, prefer_ema=use_ema)
+    check_converted(state_dict, model, source=f"checkpoint {path}", classifier=None)
+    model.load_state_dict(state_dict, strict=True)
+    return vars(train_args) if isinstance(train_args, argparse.Namespace) else (train_args or {})
+
+
+def main(argv=None) -> dict:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not timm.is_model(args.model):
+        parser.error(f"--model {args.model!r} is not a registered timm model")
+    if args.checkpoint and not Path(args.checkpoint).is_file():
+        parser.error(f"--checkpoint {args.checkpoint!r} is not a file")
+    demo = args.data_dir is None and not args.dataset
+    if demo:
+        args.data_dir = str(ensure_demo("classification"))
+        if args.img_size is None and args.input_size is None:
+            args.img_size = 64
+        if args.crop_pct is None:
+            args.crop_pct = 1.0
+    elif not args.dataset and not (Path(args.data_dir) / args.split).is_dir():
+        parser.error(f"--data-dir {args.data_dir!r} has no {args.split!r} folder")
+
+    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    dataset = create_dataset(args.dataset, root=args.data_dir, split=args.split, is_training=False)
+    if args.num_classes is None:
+        class_to_idx = getattr(getattr(dataset, "reader", None), "class_to_idx", None)
+        args.num_classes = len(class_to_idx) if class_to_idx else None
+
+    kwargs = dict(args.model_kwargs)
+    if args.num_classes is not None:
+        kwargs["num_classes"] = args.num_classes
+    model = timm.create_model(args.model, pretrained=args.pretrained, **kwargs)
+    if args.checkpoint:
+        try:
+            load_weights(model, args.checkpoint, args.use_ema)
+        except ValueError as err:
+            parser.error(str(err))
+    model.to(device).eval()
+    param_count = sum(p.numel() for p in model.parameters())
+
+    data_config = resolve_data_config(vars(args), model=model)
+    loader = create_loader(dataset, input_size=data_config["input_size"], batch_size=args.batch_size,
+                           is_training=False, interpolation=data_config["interpolation"], mean=data_config["mean"],
+                           std=data_config["std"], crop_pct=data_config["crop_pct"], num_workers=args.workers,
+                           use_prefetcher=False, device=device, persistent_workers=False)
+    autocast, _ = make_autocast(args, device)
+    args.rank, args.distributed, args.no_progress = 0, False, True
+    started = time.time()
+    metrics = evaluate(model, loader, device, autocast, args)
+    results = dict(model=args.model, top1=round(metrics["top1"], 4), top5=round(metrics["top5"], 4),
+                   loss=round(metrics["loss"], 6), param_count=round(param_count / 1e6, 3),
+                   img_size=data_config["input_size"][-1], crop_pct=data_config["crop_pct"],
+                   interpolation=data_config["interpolation"], samples=len(dataset),
+                   seconds=round(time.time() - started, 2))
+    text = json.dumps(results, indent=2)
+    print(text)
+    if args.results_file:
+        Path(args.results_file).write_text(text)
+    return results
+
+
+if __name__ == "__main__":
+    main()
