@@ -250,3 +250,19 @@ def test_env_override_is_honoured(monkeypatch):
     x = torch.randn(1, 7, 7, 1, 4)
     with pytest.raises(ValueError, match="VISIONATTN_BACKEND"):
         na2d(x, x, x, 3)
+
+
+def test_benchmark_rows_on_cpu():
+    import importlib.util
+    from pathlib import Path
+    path = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_na2d.py"
+    spec = importlib.util.spec_from_file_location("bench_na2d", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    rows = bench.run_benchmark(device="cpu", dtype=torch.float32, batch=1, backends=("reference",), warmup=0,
+                               reps=1, shapes=[(7, 8, 1, 16, 3, (1, 2, 3))])
+    assert [r["dilation"] for r in rows] == [1, 2]  # dilation 3 needs 9 rows: skipped
+    for r in rows:
+        assert r["error"] is None and r["ms_fwd"] > 0 and r["ms_fwd_bwd"] > 0 and r["tflops_fwd"] > 0
+        assert r["op"] == "na2d" and r["backend"] == "reference" and r["shape"] == "1x7x8x1x16"
+    assert "reference" in bench.format_table(rows)
