@@ -1,0 +1,96 @@
+# Demo: UperNet on the built-in shapes data (ADE20K layout, 5 classes + ignored background, 128x128, 160 train /
+# 40 val images), trained from scratch on CPU in a few minutes
+# (`python tools/mm_train.py configs/mmseg/demo/upernet_davit_demo_shapes.py`), evaluated with IoUMetric (mIoU).
+# Backbone: a reduced DaViT (one dual block per stage, widths 32-256, 2.5M parameters) through VisionAttnBackbone;
+# the decode heads are slimmed to match. BN instead of SyncBN: single process on CPU.
+_base_ = ['mmseg::_base_/models/upernet_r50.py', 'mmseg::_base_/default_runtime.py']
+
+custom_imports = dict(imports=['visionattn.mm'], allow_failed_imports=False)
+
+# tools/mm_train.py and tools/mm_test.py point data_root at visionattn.data.demo.ensure_demo('ade')
+demo_data = 'ade'
+data_root = 'demo_ade/'
+classes = ('circle', 'square', 'triangle', 'star', 'ring')
+metainfo = dict(classes=classes, palette=[[220, 20, 60], [0, 128, 255], [0, 200, 0], [255, 200, 0], [160, 0, 200]])
+
+norm_cfg = dict(type='BN', requires_grad=True)
+crop_size = (128, 128)
+model = dict(
+    data_preprocessor=dict(size=crop_size),
+    pretrained=None,
+    backbone=dict(
+        _delete_=True,
+        type='VisionAttnBackbone',
+        model_name='davit_tiny',
+        drop_path_rate=0.0,
+        model_kwargs=dict(depths=(1, 1, 1, 1), embed_dims=(32, 64, 128, 256), num_heads=(1, 2, 4, 8))),
+    decode_head=dict(in_channels=[32, 64, 128, 256], channels=64, num_classes=len(classes), norm_cfg=norm_cfg),
+    auxiliary_head=dict(in_channels=128, channels=32, num_classes=len(classes), norm_cfg=norm_cfg))
+
+# the shapes data is stored as ADE20K is (jpg images, png label maps with 0 = background): reduce_zero_label
+# maps background to the ignore index and classes 1..5 to 0..4.
+dataset_type = 'BaseSegDataset'
+train_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(type='LoadAnnotations', reduce_zero_label=True),
+    dict(type='RandomFlip', prob=0.5),
+    dict(type='PackSegInputs'),
+]
+test_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(type='Resize', scale=crop_size, keep_ratio=True),
+    dict(type='LoadAnnotations', reduce_zero_label=True),
+    dict(type='PackSegInputs'),
+]
+train_dataloader = dict(
+    batch_size=4,
+    num_workers=0,
+    persistent_workers=False,
+    sampler=dict(type='InfiniteSampler', shuffle=True),
+    dataset=dict(
+        type=dataset_type,
+        metainfo=metainfo,
+        data_root=data_root,
+        img_suffix='.jpg',
+        seg_map_suffix='.png',
+        reduce_zero_label=True,
+        data_prefix=dict(img_path='images/training', seg_map_path='annotations/training'),
+        pipeline=train_pipeline))
+val_dataloader = dict(
+    batch_size=1,
+    num_workers=0,
+    persistent_workers=False,
+    sampler=dict(type='DefaultSampler', shuffle=False),
+    dataset=dict(
+        type=dataset_type,
+        metainfo=metainfo,
+        data_root=data_root,
+        img_suffix='.jpg',
+        seg_map_suffix='.png',
+        reduce_zero_label=True,
+        data_prefix=dict(img_path='images/validation', seg_map_path='annotations/validation'),
+        pipeline=test_pipeline))
+test_dataloader = val_dataloader
+val_evaluator = dict(type='IoUMetric', iou_metrics=['mIoU'])
+test_evaluator = val_evaluator
+
+max_iters = 300
+train_cfg = dict(type='IterBasedTrainLoop', max_iters=max_iters, val_interval=max_iters)
+val_cfg = dict(type='ValLoop')
+test_cfg = dict(type='TestLoop')
+optim_wrapper = dict(
+    type='OptimWrapper',
+    optimizer=dict(type='AdamW', lr=1e-3, betas=(0.9, 0.999), weight_decay=0.01),
+    paramwise_cfg=dict(custom_keys={'norm': dict(decay_mult=0.)}))
+param_scheduler = [
+    dict(type='LinearLR', start_factor=0.01, by_epoch=False, begin=0, end=30),
+    dict(type='PolyLR', eta_min=1e-5, power=1.0, begin=30, end=max_iters, by_epoch=False),
+]
+default_hooks = dict(
+    timer=dict(type='IterTimerHook'),
+    logger=dict(type='LoggerHook', interval=10, log_metric_by_epoch=False),
+    param_scheduler=dict(type='ParamSchedulerHook'),
+    checkpoint=dict(type='CheckpointHook', by_epoch=False, interval=max_iters, max_keep_ckpts=1),
+    sampler_seed=dict(type='DistSamplerSeedHook'),
+    visualization=dict(type='SegVisualizationHook'))
+randomness = dict(seed=0)
