@@ -5,6 +5,12 @@ mmengine 0.10.7 calls ``torch.load`` without ``weights_only``; its checkpoints p
 ``Unsupported global: GLOBAL mmengine.logging.history_buffer.HistoryBuffer``. Rather than switching the
 safe loader off for everything (``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1``), only these plain data types
 are allow-listed.
+
+``HistoryBuffer.__getstate__`` also pickles its four default statistics functions (``HistoryBuffer.min``
+...), which pickle as ``getattr(HistoryBuffer, 'min')`` and would need ``builtins.getattr`` allow-listed.
+``__setstate__`` restores those defaults anyway, so once ``visionattn.mm`` is imported only custom statistics
+methods are written. Checkpoints written by a process that did not import ``visionattn.mm`` still need
+``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1`` (only for files you trust).
 """
 from __future__ import annotations
 
@@ -43,6 +49,25 @@ def _mmengine_globals() -> List[object]:
 MMENGINE_SAFE_GLOBALS: List[object] = _numpy_globals() + _mmengine_globals()
 
 
+_DEFAULT_STATISTICS = ("min", "max", "current", "mean")
+
+
+def _history_buffer_getstate(self) -> dict:
+    """``HistoryBuffer`` state without the default statistics functions (restored by ``__setstate__``)."""
+    state = {k: v for k, v in self.__dict__.items() if k != "statistics_methods"}
+    custom = {k: v for k, v in type(self)._statistics_methods.items() if k not in _DEFAULT_STATISTICS}
+    if custom:
+        state["statistics_methods"] = custom
+    return state
+
+
 def allow_mmengine_checkpoints() -> None:
-    """Add :data:`MMENGINE_SAFE_GLOBALS` to torch's ``weights_only`` allow-list (idempotent)."""
+    """Let ``torch.load(weights_only=True)`` read mmengine Runner checkpoints written from now on (idempotent).
+
+    Adds :data:`MMENGINE_SAFE_GLOBALS` to torch's allow-list and stops ``HistoryBuffer`` from pickling its
+    default statistics functions.
+    """
+    from mmengine.logging.history_buffer import HistoryBuffer
+
     torch.serialization.add_safe_globals(MMENGINE_SAFE_GLOBALS)
+    HistoryBuffer.__getstate__ = _history_buffer_getstate
