@@ -406,7 +406,7 @@ class GCViT(nn.Module):
 
         self.stem = Stem(in_chans, embed_dim, norm_eps=norm_eps)
         # drop path rises linearly over all blocks, as in the official code
-        dpr = torch.linspace(0, drop_path_rate, sum(depths)).tolist()
+        dpr = torch.linspace(0, drop_path_rate, sum(depths), device="cpu").tolist()
         stages, self.feature_info = [], []
         for i in range(num_stages):
             stages.append(GCViTStage(
