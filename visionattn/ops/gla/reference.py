@@ -8,13 +8,14 @@ The chunked form (chunk 64, sub-chunk 16) follows the two-level algorithm of the
 (https://arxiv.org/abs/2312.06635): with ``G`` the in-chunk inclusive cumulative log gate,
 every decay factor that is exponentiated is ``exp(G_later - G_earlier) <= 1``, so nothing overflows
 however strong the decay is. Sub-chunk pairs off the diagonal are batched matmuls of operands rescaled
-against the first row of the query sub-chunk (both factors <= 1); the 16x16 diagonal blocks are
-computed elementwise. Memory is linear in L (about ``16 * dk`` floats per token for the diagonal
-blocks), and everything runs in fp32 (fp64 for fp64 inputs); the output has the input dtype.
+against the first row of the query sub-chunk (both factors <= 1); the diagonal 16x16 blocks recurse once
+more (sub-blocks of 4) and only the 4x4 diagonal blocks are computed elementwise. Memory is linear in L
+(about ``12 * dk`` floats per token for the rescaled keys and the 4x4 blocks), and everything runs in fp32
+(fp64 for fp64 inputs); the output has the input dtype.
 """
 from __future__ import annotations
 
-from typing import Optional
+from typing import Optional, Tuple
 
 import torch
 
@@ -45,7 +46,6 @@ def _gla_chunked_fp32(
     dv = v.shape[-1]
     cs, ss = chunk_size, sub_chunk_size
     n_chunks = -(-length // cs)
-    n_sub = cs // ss
     pad = n_chunks * cs - length
 
     def prep(t: torch.Tensor, mul: float = 1.0) -> torch.Tensor:
@@ -68,36 +68,60 @@ def _gla_chunked_fp32(
     chunk_decay = torch.exp(total).squeeze(-2).unsqueeze(-1)  # [B, h, N, dk, 1]
     state = qc.new_zeros(batch, heads, dk, dv)
     states_in = []
-    for n in range(n_chunks):
+    # unbind once: indexing inside the loop would make autograd build a full-size gradient per chunk
+    for decay, update in zip(chunk_decay.unbind(2), chunk_update.unbind(2)):
         states_in.append(state)
-        state = chunk_decay[:, :, n] * state + chunk_update[:, :, n]
+        state = decay * state + update
     states_in = torch.stack(states_in, dim=2)  # [B, h, N, dk, dv]
     out = (qc * torch.exp(cum)) @ states_in  # [B, h, N, C, dv]
 
-    # Intra-chunk, off-diagonal sub-chunk pairs: rescale against the first row of the query sub-chunk.
-    q_sub = qc.reshape(batch, heads, n_chunks, n_sub, ss, dk)
-    k_sub = kc.reshape(batch, heads, n_chunks, n_sub, ss, dk)
-    cum_sub = cum.reshape(batch, heads, n_chunks, n_sub, ss, dk)
-    ref = cum_sub[..., :1, :]  # [B, h, N, S, 1, dk]
-    q_scaled = q_sub * torch.exp(cum_sub - ref)
-    key_block = torch.arange(cs, device=q.device) // ss
-    earlier = key_block[None, :] < torch.arange(n_sub, device=q.device)[:, None]  # [S, C]
-    k_exponent = (ref - cum.unsqueeze(3)).masked_fill(~earlier[..., None], float("-inf"))  # [B, h, N, S, C, dk]
-    k_scaled = kc.unsqueeze(3) * torch.exp(k_exponent)
-    attn = q_scaled @ k_scaled.transpose(-1, -2)  # [B, h, N, S, ss, C]
-
-    # Diagonal sub-chunks: exact elementwise decay exp(G_i - G_j) for j <= i.
-    causal = torch.ones(ss, ss, dtype=torch.bool, device=q.device).tril()
-    d_exponent = (cum_sub.unsqueeze(-2) - cum_sub.unsqueeze(-3)).masked_fill(~causal[..., None], float("-inf"))
-    diag = (q_sub.unsqueeze(-2) * k_sub.unsqueeze(-3) * torch.exp(d_exponent)).sum(-1)  # [B, h, N, S, ss, ss]
-    eye = torch.eye(n_sub, dtype=comp, device=q.device)
-    attn = attn.reshape(batch, heads, n_chunks, n_sub, ss, n_sub, ss) + diag.unsqueeze(-2) * eye[:, None, :, None]
-    out = out + attn.reshape(batch, heads, n_chunks, cs, cs) @ vc
+    attn = _intra_chunk_scores(qc, kc, cum, _block_sizes(cs, ss))  # [B, h, N, C, C]
+    out = out + attn @ vc
 
     out = out.reshape(batch, heads, n_chunks * cs, dv)[:, :, :length].transpose(1, 2)
     if reverse:
         out = out.flip(1)
     return out
+
+
+def _block_sizes(chunk_size: int, sub_chunk_size: int) -> Tuple[int, ...]:
+    """Nested block sizes, e.g. (64, 16, 4): matmul levels down to blocks of at most 4 tokens."""
+    sizes = [chunk_size, sub_chunk_size]
+    while sizes[-1] > 4 and sizes[-1] % 4 == 0:
+        sizes.append(sizes[-1] // 4)
+    return tuple(sizes)
+
+
+def _intra_chunk_scores(q: torch.Tensor, k: torch.Tensor, cum: torch.Tensor, sizes: Tuple[int, ...]) -> torch.Tensor:
+    """Masked in-block scores ``A[i, j] = sum_c q_ic k_jc exp(cum_ic - cum_jc)`` for ``j <= i``.
+
+    ``q, k, cum``: ``[..., n, s, dk]`` with ``s = sizes[0]``; returns ``[..., n, s, s]``. A block is split into
+    sub-blocks of ``sizes[1]``: pairs off the diagonal are one batched matmul of operands rescaled against the
+    first row of the query sub-block (``cum_q - ref <= 0`` and ``ref - cum_k <= 0``: no factor exceeds 1); the
+    diagonal sub-blocks recurse, and the smallest blocks are computed elementwise.
+    """
+    s = q.shape[-2]
+    if len(sizes) == 1:
+        causal = torch.ones(s, s, dtype=torch.bool, device=q.device).tril()
+        exponent = (cum.unsqueeze(-2) - cum.unsqueeze(-3)).masked_fill(~causal[..., None], float("-inf"))
+        return (q.unsqueeze(-2) * k.unsqueeze(-3) * torch.exp(exponent)).sum(-1)
+    sub = sizes[1]
+    ns = s // sub
+    lead = q.shape[:-2]
+    dk = q.shape[-1]
+    q_sub = q.reshape(*lead, ns, sub, dk)
+    k_sub = k.reshape(*lead, ns, sub, dk)
+    cum_sub = cum.reshape(*lead, ns, sub, dk)
+    ref = cum_sub[..., :1, :]  # [..., n, ns, 1, dk]
+    q_scaled = q_sub * torch.exp(cum_sub - ref)
+    key_block = torch.arange(s, device=q.device) // sub
+    earlier = key_block[None, :] < torch.arange(ns, device=q.device)[:, None]  # [ns, s]
+    k_exponent = (ref - cum.unsqueeze(-3)).masked_fill(~earlier[..., None], float("-inf"))  # [..., n, ns, s, dk]
+    scores = q_scaled @ (k.unsqueeze(-3) * torch.exp(k_exponent)).transpose(-1, -2)  # [..., n, ns, sub, s]
+    diag = _intra_chunk_scores(q_sub, k_sub, cum_sub, sizes[1:])  # [..., n, ns, sub, sub]
+    eye = torch.eye(ns, dtype=q.dtype, device=q.device)
+    scores = scores.reshape(*lead, ns, sub, ns, sub) + diag.unsqueeze(-2) * eye[:, None, :, None]
+    return scores.reshape(*lead, s, s)
 
 
 def gla_reference(
