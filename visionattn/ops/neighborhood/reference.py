@@ -15,7 +15,7 @@ How it stays exact, lean and fast on CPU:
 from __future__ import annotations
 
 import functools
-from typing import List, Optional, Tuple
+from typing import Optional, Tuple
 
 import torch
 from torch.utils.checkpoint import checkpoint
@@ -94,8 +94,9 @@ def _row_tile(
         band1 = int(starts_x[col1 - 1]) + kw
         band = band1 - band0
         # The kh key rows of every query row, restricted to the block's key columns: [N, h, T, kh*band, dim].
-        k_band = k[:, :, :, band0:band1].index_select(2, key_rows).view(n, heads, rows, kh * band, dim)
-        v_band = v[:, :, :, band0:band1].index_select(2, key_rows).view(n, heads, rows, kh * band, dim)
+        # (Advanced indexing with a slice copies whole rows; index_select on the sliced view is much slower.)
+        k_band = k[:, :, key_rows, band0:band1].reshape(n, heads, rows, kh * band, dim)
+        v_band = v[:, :, key_rows, band0:band1].reshape(n, heads, rows, kh * band, dim)
         # Flat position of window slot (a, b) of each query column inside [kh, band]: [cols, kh*kw].
         start = starts_x[col0:col1].to(device) - band0
         index = (slots_y[None, :, None] * band + start[:, None, None] + slots_x[None, None, :]).reshape(cols, kh * kw)
@@ -191,15 +192,40 @@ def na2d_reference(
         out = out.view(batch, dy, dx, heads, gh, gw, dim).permute(0, 4, 1, 5, 2, 3, 6)
         return out.reshape(batch, height, width, heads, dim).to(q.dtype)
 
+    # Uneven split: on each axis the first ``L mod d`` groups are one longer than the rest. Groups of equal length
+    # form a class; each (row class, column class) pair is gathered, folded into the batch and run at once.
     qh, kh_, vh = heads_first(q), heads_first(k), heads_first(v)
-    rows: List[torch.Tensor] = []
-    for gy in range(dy):
-        cols = [run(qh[:, :, gy::dy, gx::dx], kh_[:, :, gy::dy, gx::dx], vh[:, :, gy::dy, gx::dx]) for gx in range(dx)]
-        # Interleave the column groups back: group gx holds columns gx, gx + dx, ...
-        width_out = torch.stack([torch.nn.functional.pad(c, (0, 0, 0, cols[0].shape[3] - c.shape[3])) for c in cols], 4)
-        rows.append(width_out.flatten(3, 4)[:, :, :, :width])
-    height_out = torch.stack(
-        [torch.nn.functional.pad(r, (0, 0, 0, 0, 0, rows[0].shape[2] - r.shape[2])) for r in rows], 3
-    )
-    out = height_out.flatten(2, 3)[:, :, :height]
-    return out.permute(0, 2, 3, 1, 4).to(q.dtype)
+    out = qh.new_zeros(height, width, batch, heads, dim)  # index_put writes the two leading dims
+    for rows_index in _group_classes(height, dy, q.device):
+        for cols_index in _group_classes(width, dx, q.device):
+            n_rows, g_rows = rows_index.shape[1], rows_index.shape[0]
+            n_cols, g_cols = cols_index.shape[1], cols_index.shape[0]
+            flat_rows, flat_cols = rows_index.reshape(-1), cols_index.reshape(-1)
+
+            def gather(t: torch.Tensor) -> torch.Tensor:
+                t = t[:, :, flat_rows[:, None], flat_cols[None, :]]
+                t = t.view(batch, heads, g_rows, n_rows, g_cols, n_cols, dim).permute(0, 2, 4, 1, 3, 5, 6)
+                return t.reshape(batch * g_rows * g_cols, heads, n_rows, n_cols, dim)
+
+            res = run(gather(qh), gather(kh_), gather(vh))
+            res = res.view(batch, g_rows, g_cols, heads, n_rows, n_cols, dim).permute(0, 3, 1, 4, 2, 5, 6)
+            res = res.reshape(batch, heads, g_rows * n_rows, g_cols * n_cols, dim)
+            out = out.index_put((flat_rows[:, None], flat_cols[None, :]), res.permute(2, 3, 0, 1, 4))
+    return out.permute(2, 0, 1, 3, 4).to(q.dtype)
+
+
+@functools.lru_cache(maxsize=128)
+def _group_classes_cpu(length: int, dilation: int) -> Tuple[torch.Tensor, ...]:
+    long_groups = length % dilation
+    short_len = length // dilation
+    classes = []
+    for groups, n in ((range(0, long_groups), short_len + 1), (range(long_groups, dilation), short_len)):
+        if len(groups) and n > 0:
+            g = torch.tensor(list(groups))
+            classes.append(g[:, None] + dilation * torch.arange(n)[None, :])
+    return tuple(classes)
+
+
+def _group_classes(length: int, dilation: int, device: torch.device) -> Tuple[torch.Tensor, ...]:
+    """Coordinates of each dilation group, grouped by group length: tensors ``[groups, n]`` (at most two)."""
+    return tuple(c.to(device) for c in _group_classes_cpu(length, dilation))
