@@ -453,7 +453,9 @@ def _create_nat(variant: str, pretrained: bool = False, **kwargs) -> NAT:
         variant,
         pretrained,
         pretrained_filter_fn=checkpoint_filter_fn,
-        feature_cfg=dict(flatten_sequential=True, out_indices=out_indices),
+        # 'getter' runs forward_intermediates, so features come out NCHW (FeatureListNet would return this
+        # NHWC model's maps as NHWC, as timm's Swin does); flatten_sequential serves feature_cls='hook'/'dict'.
+        feature_cfg=dict(feature_cls="getter", flatten_sequential=True, out_indices=out_indices),
         **kwargs,
     )
 
