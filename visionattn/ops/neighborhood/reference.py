@@ -107,11 +107,11 @@ def _row_tile(
             by = bias_y[row0:row0 + rows].to(device)
             bx = bias_x[col0:col1].to(device)
             bias = rpb[:, by[:, None, :, None], bx[None, :, None, :]]                 # [h, T, cols, kh, kw]
-            logits = logits + bias.reshape(1, heads, rows, cols, kh * kw)
+            logits = logits.add_(bias.reshape(1, heads, rows, cols, kh * kw))
         attn = torch.softmax(logits, dim=-1)
         if dropout_p > 0:
             attn = torch.nn.functional.dropout(attn, p=dropout_p, training=True)
-        dense = attn.new_zeros(n, heads, rows, cols, kh * band).scatter(-1, index, attn)
+        dense = attn.new_zeros(n, heads, rows, cols, kh * band).scatter_(-1, index, attn)
         outputs.append(torch.matmul(dense, v_band))                                   # [N, h, T, cols, dim]
     return torch.cat(outputs, dim=3) if len(outputs) > 1 else outputs[0]
 
