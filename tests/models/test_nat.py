@@ -225,7 +225,7 @@ def test_parameter_counts(name):
         model = timm.create_model(name)
     count = sum(p.numel() for p in model.parameters())
     assert count == _fixture(name)["num_params"]
-    assert round(count / 1e6) == PUBLISHED_M[name]
+    assert abs(count / 1e6 - PUBLISHED_M[name]) < 1  # the papers round (51 for 50.7M) or truncate (200 for 200.9M)
 
 
 def test_pretrained_tags_set_the_architecture():
