@@ -83,14 +83,11 @@ def test_triton_fp16_matches_reference():
     _compare(inputs, torch.float16, (3, 3), (2, 1), dict(), check_rpb_atol=2e-2)
 
 
-def test_triton_bf16_forward():
-    # The interpreter runs bf16 through an fp32 dot (its bf16 dot is wrong); checks loads, casts and stores.
-    q, k, v, rpb, _ = _case(1, 9, 9, 2, 16, (3, 3), True, torch.bfloat16, seed=2)
-    q, k, v = (t.to(torch.bfloat16) for t in (q, k, v))
-    got = na2d(q.to(DEVICE), k.to(DEVICE), v.to(DEVICE), 3, 2, rpb=rpb.to(DEVICE), backend="triton")
-    expected = na2d(q.double(), k.double(), v.double(), 3, 2, rpb=rpb.double(), backend="reference")
-    assert got.dtype == torch.bfloat16
-    torch.testing.assert_close(got.cpu().double(), expected, atol=TOLERANCES[torch.bfloat16][0], rtol=0)
+def test_triton_bf16_matches_reference():
+    # The interpreter runs bf16 through an fp32 dot (its bf16 dot is wrong); this checks the bf16 loads, casts and
+    # stores of forward and backward. Real bf16 MMAs are covered by the gpu tests.
+    inputs = _case(1, 9, 9, 2, 16, (3, 3), True, torch.bfloat16, seed=2)
+    _compare(inputs, torch.bfloat16, (3, 3), (2, 2), dict(), check_rpb_atol=2e-2)
 
 
 def test_triton_rpb_without_grad_and_public_entry():
