@@ -351,3 +351,19 @@ def test_bad_arguments_raise_clear_errors():
         GCViT(**dict(SMALL, query_pool=(True,)))
     with pytest.raises(ValueError, match="output_fmt"):
         GCViT(**SMALL).forward_intermediates(torch.randn(1, 3, 32, 32), output_fmt="NLC")
+
+
+@pytest.mark.gpu
+def test_cuda_matches_cpu_and_half_precision_runs():
+    torch.manual_seed(0)
+    model = _randomise(timm.create_model("gc_vit_xxtiny")).eval()
+    x = torch.randn(2, 3, 200, 296)
+    with torch.no_grad():
+        ref = model(x)
+        model, x = model.cuda(), x.cuda()
+        out = model(x)
+        with torch.autocast("cuda", dtype=torch.float16):
+            half = model(x)
+    torch.testing.assert_close(out.cpu(), ref, atol=1e-3, rtol=1e-3)
+    assert half.dtype == torch.float16 and torch.isfinite(half).all()
+    assert (half.float().cpu() - ref).abs().max() < 0.05 * ref.abs().max()
