@@ -143,8 +143,8 @@ def test_official_layer_scale_and_resize_into_window_24():
     g = torch.Generator().manual_seed(0)
     official = {k: torch.randn(shape, generator=g) for k, shape in keys.items()
                 if k.startswith("levels.0.") and ".downsample." not in k}  # a one-stage model: no downsample
-    model = GCViT(num_classes=0, embed_dim=96, depths=(3,), num_heads=(3,), window_size=24, mlp_ratio=2, layer_scale=1e-5,
-                  query_blocks=(3,), query_pool=(True,))
+    model = GCViT(num_classes=0, embed_dim=96, depths=(3,), num_heads=(3,), window_size=24, mlp_ratio=2,
+                  layer_scale=1e-5, query_blocks=(3,), query_pool=(True,))
     official.update({k: torch.randn(shape, generator=g) for k, shape in keys.items()
                      if k.startswith("patch_embed.")})
     official.update({"norm.weight": torch.ones(96), "norm.bias": torch.zeros(96)})

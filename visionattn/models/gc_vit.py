@@ -63,7 +63,8 @@ def _per_stage_windows(window_size: WindowArg, num_stages: int) -> Tuple[Tuple[i
         return tuple(_pair(window_size, "window_size") for _ in range(num_stages))
     if isinstance(window_size, (tuple, list)) and len(window_size) == num_stages:
         return tuple(_pair(w, f"window_size[{i}]") for i, w in enumerate(window_size))
-    if isinstance(window_size, (tuple, list)) and len(window_size) == 2 and all(isinstance(w, int) for w in window_size):
+    is_pair = isinstance(window_size, (tuple, list)) and len(window_size) == 2
+    if is_pair and all(isinstance(w, int) for w in window_size):
         return tuple(_pair(tuple(window_size), "window_size") for _ in range(num_stages))
     raise ValueError(
         f"window_size must be an int, an (h, w) pair, or one int / pair per stage ({num_stages} stages), "
