@@ -7,6 +7,7 @@ interleaved groups, and the bias of (query p, key s) is ``rpb[h, (s_y - p_y)/d_y
 from __future__ import annotations
 
 import logging
+import operator
 from typing import Optional, Sequence, Tuple, Union
 
 import torch
@@ -25,14 +26,23 @@ IntOrPair = Union[int, Sequence[int]]
 _FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 
 
-def _pair(value: IntOrPair, name: str) -> Tuple[int, int]:
+def _as_int(value) -> Optional[int]:
     if isinstance(value, bool):
-        raise TypeError(f"na2d: {name} must be an int or a pair of ints, got {value!r}")
-    if isinstance(value, int):
-        return value, value
-    if isinstance(value, (tuple, list)) and len(value) == 2 and all(
-            isinstance(v, int) and not isinstance(v, bool) for v in value):
-        return int(value[0]), int(value[1])
+        return None
+    try:
+        return operator.index(value)
+    except TypeError:
+        return None
+
+
+def _pair(value: IntOrPair, name: str) -> Tuple[int, int]:
+    single = _as_int(value)
+    if single is not None:
+        return single, single
+    if isinstance(value, (tuple, list, torch.Size)) and len(value) == 2:
+        pair = tuple(_as_int(v) for v in value)
+        if all(v is not None for v in pair):
+            return pair  # type: ignore[return-value]
     raise TypeError(f"na2d: {name} must be an int or a pair of ints, got {value!r}")
 
 
