@@ -206,11 +206,14 @@ def run_benchmark(
 
 
 def format_table(rows: List[Dict]) -> str:
-    header = f"{'backend':<10}{'shape':<18}{'k':>3}{'dil':>4}{'fwd ms':>10}{'f+b ms':>10}{'TFLOP/s':>9}{'GB/s':>9}{'%bw':>6}"
+    header = (f"{'backend':<10}{'shape':<18}{'k':>3}{'dil':>4}{'fwd ms':>10}{'f+b ms':>10}{'TFLOP/s':>9}{'GB/s':>9}"
+              f"{'%bw':>6}")
     lines = [header]
     for r in rows:
         if r.get("error"):
-            lines.append(f"{r['backend']:<10}{r['shape']:<18}{r['kernel']:>3}{r['dilation']:>4}  error: {r['error'][:60]}")
+            lines.append(
+                f"{r['backend']:<10}{r['shape']:<18}{r['kernel']:>3}{r['dilation']:>4}  error: {r['error'][:60]}"
+            )
             continue
         pct = r.get("pct_peak_bw_fwd")
         lines.append(

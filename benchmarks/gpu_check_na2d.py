@@ -30,7 +30,8 @@ TOLERANCES = {  # forward, dq, dk, dv (NATTEN's fp16/bf16 tolerances); drpb: our
 def check_correctness(batch: int, dtypes=("float16", "bfloat16", "float32")):
     device = torch.device("cuda")
     results = []
-    for height, width, heads, dim, kernel, dilations in DINAT_SHAPES + [(23, 37, 2, 80, 5, (1, 3)), (20, 20, 2, 128, 11, (1,))]:
+    shapes = DINAT_SHAPES + [(23, 37, 2, 80, 5, (1, 3)), (20, 20, 2, 128, 11, (1,))]  # odd sizes, dims 80/128
+    for height, width, heads, dim, kernel, dilations in shapes:
         for dilation in dilations:
             gen = torch.Generator().manual_seed(0)
             q, k, v = (torch.randn(batch, height, width, heads, dim, generator=gen) for _ in range(3))

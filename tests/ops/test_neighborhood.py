@@ -1,8 +1,5 @@
 """na2d against oracles it did not produce: a per-query float64 brute force written from NATTEN 0.14's
 ``get_window_start`` rule (reference/backbones.md §3.2), full attention (SDPA), and hand-derived gradients."""
-import math
-import os
-
 import pytest
 import torch
 import torch.nn.functional as F

@@ -44,7 +44,9 @@ class NeighborhoodAttention2d(nn.Module):
     ) -> None:
         super().__init__()
         if num_heads < 1 or dim % num_heads != 0:
-            raise ValueError(f"NeighborhoodAttention2d: dim ({dim}) must be a positive multiple of num_heads ({num_heads})")
+            raise ValueError(
+                f"NeighborhoodAttention2d: dim ({dim}) must be a positive multiple of num_heads ({num_heads})"
+            )
         self.kernel_size = _pair(kernel_size, "kernel_size")
         self.dilation = _pair(dilation, "dilation")
         if any(k < 1 or k % 2 == 0 for k in self.kernel_size):

@@ -318,7 +318,8 @@ def na2d_triton_forward(
         kernel_size: Tuple[int, int], dilation: Tuple[int, int], scale: float,
         block_qh: int = 8, block_qw: int = 8, num_warps: int = 4, num_stages: int = 2,
 ) -> Tuple[torch.Tensor, torch.Tensor]:
-    """``q, k, v``: contiguous ``[B, H, W, heads, dim]`` -> (out ``[B, H, W, heads, dim]``, lse ``[B, H, W, heads]``)."""
+    """``q, k, v``: contiguous ``[B, H, W, heads, dim]`` -> (out ``[B, H, W, heads, dim]``, lse ``[B, H, W, heads]``
+    float32)."""
     batch, height, width, heads, dim = q.shape
     kh, kw = kernel_size
     out = torch.empty_like(q)
