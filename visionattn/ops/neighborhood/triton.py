@@ -16,6 +16,7 @@ autotuning (it crashes the interpreter).
 """
 from __future__ import annotations
 
+import functools
 from typing import Optional, Tuple
 
 import torch
@@ -23,6 +24,7 @@ import triton
 import triton.language as tl
 
 from .._dispatch import triton_interpreting
+from .reference import window_starts
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -121,10 +123,10 @@ def _na2d_fwd_kernel(
 
 @triton.jit
 def _na2d_bwd_dq_kernel(
-        q_ptr, k_ptr, v_ptr, rpb_ptr, do_ptr, lse_ptr, delta_ptr, dq_ptr, drpb_ptr,
+        q_ptr, k_ptr, v_ptr, rpb_ptr, do_ptr, lse_ptr, delta_ptr, dq_ptr, dlogits_ptr,
         H, W, HEADS, D, scale,
         DIL_H: tl.constexpr, DIL_W: tl.constexpr, KH: tl.constexpr, KW: tl.constexpr,
-        TILES_H, TILES_W, RPB_SPLITS,
+        TILES_H, TILES_W,
         HAS_RPB: tl.constexpr, RPB_GRAD: tl.constexpr, DOT_FP32: tl.constexpr,
         BLOCK_QH: tl.constexpr, BLOCK_QW: tl.constexpr, BLOCK_KW: tl.constexpr, BLOCK_D: tl.constexpr,
 ):
@@ -175,7 +177,8 @@ def _na2d_bwd_dq_kernel(
     col_in = (kx[None, :] >= sx[:, None]) & (kx[None, :] < sx[:, None] + KW)
     bias_col = kx[None, :] - qj[:, None] + (KW - 1)
     table = (2 * KH - 1) * (2 * KW - 1)
-    split = (pid_tile + pid_bh * 7) % RPB_SPLITS
+    # Window slot of (query, key) for the d(logits) store: [BQ, BLOCK_KW] column part.
+    slot_col = kx[None, :] - sx[:, None]
 
     dq = tl.zeros([BLOCK_QH * BLOCK_QW, BLOCK_D], dtype=tl.float32)
     kv_col_off = (kx * DIL_W + gx) * stride_w
@@ -198,7 +201,9 @@ def _na2d_bwd_dq_kernel(
         ds = p * (dp - delta[:, None])
         dq += tl.dot(ds.to(k.dtype), k, input_precision="ieee")
         if RPB_GRAD:
-            tl.atomic_add(drpb_ptr + (split * HEADS + head) * table + bias_idx, ds, mask=in_window)
+            # Each (query, slot) is written exactly once; d(rpb) is reduced from these afterwards, deterministically.
+            slot = (ky - sy)[:, None] * KW + slot_col
+            tl.store(dlogits_ptr + stat_off[:, None] * (KH * KW) + slot, ds, mask=in_window)
     tl.store(dq_ptr + base + q_row_off[:, None] + offs_d[None, :], (dq * scale).to(dq_ptr.dtype.element_ty),
              mask=qd_mask)
 
@@ -340,7 +345,7 @@ def na2d_triton_backward(
         q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, rpb: Optional[torch.Tensor], out: torch.Tensor,
         lse: torch.Tensor, grad_out: torch.Tensor, kernel_size: Tuple[int, int], dilation: Tuple[int, int],
         scale: float, rpb_grad: bool,
-        block_qh: int = 8, block_qw: int = 8, block_kh: int = 8, block_kw: int = 8, rpb_splits: int = 32,
+        block_qh: int = 8, block_qw: int = 8, block_kh: int = 8, block_kw: int = 8,
         num_warps: int = 4, num_stages: int = 2,
 ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, Optional[torch.Tensor]]:
     """Gradients (dq, dk, dv, drpb) of ``na2d``; all tensors as in the forward, ``grad_out`` like ``out``."""
@@ -353,16 +358,17 @@ def na2d_triton_backward(
     dv = torch.empty_like(v)
     has_rpb = rpb is not None
     rpb_grad = rpb_grad and has_rpb
-    splits = max(1, rpb_splits) if rpb_grad else 1
-    drpb = torch.zeros(splits, heads, 2 * kh - 1, 2 * kw - 1, device=q.device, dtype=torch.float32) if rpb_grad else q
+    # d(logits) per (query, window slot), fp32 [B, H, W, heads, kh*kw]: written once each by the dq kernel.
+    dlogits = torch.empty(batch, height, width, heads, kh * kw, device=q.device, dtype=torch.float32) \
+        if rpb_grad else q
     dot_fp32 = _dot_fp32(q.dtype)
     block_d = _block_d(dim)
 
     tiles_h, tiles_w, grid = _query_grid(height, width, dilation, block_qh, block_qw, batch * heads)
     _na2d_bwd_dq_kernel[grid](
-        q, k, v, rpb if has_rpb else q, grad_out, lse, delta, dq, drpb,
+        q, k, v, rpb if has_rpb else q, grad_out, lse, delta, dq, dlogits,
         height, width, heads, dim, scale,
-        DIL_H=dilation[0], DIL_W=dilation[1], KH=kh, KW=kw, TILES_H=tiles_h, TILES_W=tiles_w, RPB_SPLITS=splits,
+        DIL_H=dilation[0], DIL_W=dilation[1], KH=kh, KW=kw, TILES_H=tiles_h, TILES_W=tiles_w,
         HAS_RPB=has_rpb, RPB_GRAD=rpb_grad, DOT_FP32=dot_fp32,
         BLOCK_QH=block_qh, BLOCK_QW=block_qw, BLOCK_KW=max(16, triton.next_power_of_2(block_qw + kw - 1)),
         BLOCK_D=block_d, num_warps=num_warps, num_stages=num_stages,
@@ -376,8 +382,34 @@ def na2d_triton_backward(
         BLOCK_KH=block_kh, BLOCK_KW=block_kw, BLOCK_QW=max(16, triton.next_power_of_2(block_kw + kw - 1)),
         BLOCK_D=block_d, num_warps=num_warps, num_stages=num_stages,
     )
-    drpb_out = drpb.sum(0).to(rpb.dtype) if rpb_grad else None
-    return dq, dk, dv, drpb_out
+    drpb = _reduce_rpb_grad(dlogits, kernel_size, dilation).to(rpb.dtype) if rpb_grad else None
+    return dq, dk, dv, drpb
+
+
+@functools.lru_cache(maxsize=64)
+def _bias_index(
+        height: int, width: int, kernel_size: Tuple[int, int], dilation: Tuple[int, int], device: torch.device,
+) -> torch.Tensor:
+    """Flat index into the ``(2kh-1)*(2kw-1)`` bias table per (query, window slot): ``[H*W*kh*kw]`` int64."""
+    kh, kw = kernel_size
+    rows = window_starts(height, kh, dilation[0])[:, None] + torch.arange(kh)[None, :] * dilation[0]
+    cols = window_starts(width, kw, dilation[1])[:, None] + torch.arange(kw)[None, :] * dilation[1]
+    bias_rows = (rows - torch.arange(height)[:, None]) // dilation[0] + kh - 1   # [H, kh]
+    bias_cols = (cols - torch.arange(width)[:, None]) // dilation[1] + kw - 1    # [W, kw]
+    index = bias_rows[:, None, :, None] * (2 * kw - 1) + bias_cols[None, :, None, :]
+    return index.reshape(-1).to(device)
+
+
+def _reduce_rpb_grad(
+        dlogits: torch.Tensor, kernel_size: Tuple[int, int], dilation: Tuple[int, int],
+) -> torch.Tensor:
+    """``dlogits`` ``[B, H, W, heads, kh*kw]`` -> d(rpb) ``[heads, 2kh-1, 2kw-1]`` (float32)."""
+    batch, height, width, heads, kk = dlogits.shape
+    kh, kw = kernel_size
+    per_position = dlogits.sum(0).permute(2, 0, 1, 3).reshape(heads, height * width * kk)
+    index = _bias_index(height, width, tuple(kernel_size), tuple(dilation), dlogits.device)
+    drpb = torch.zeros(heads, (2 * kh - 1) * (2 * kw - 1), device=dlogits.device, dtype=torch.float32)
+    return drpb.index_add_(1, index, per_position).view(heads, 2 * kh - 1, 2 * kw - 1)
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -410,5 +442,5 @@ def na2d_triton(
         rpb: Optional[torch.Tensor], scale: float, **tiles: int,
 ) -> torch.Tensor:
     """Fused na2d; arguments validated by ``visionattn.ops.na2d``. ``tiles``: block_qh, block_qw, block_kh,
-    block_kw (powers of two; block_qh*block_qw and block_kh*block_kw at least 16) and rpb_splits."""
+    block_kw (powers of two; block_qh*block_qw and block_kh*block_kw at least 16)."""
     return NA2dTritonFunction.apply(q, k, v, rpb, tuple(kernel_size), tuple(dilation), float(scale), dict(tiles))
