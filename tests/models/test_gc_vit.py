@@ -5,6 +5,7 @@ parameter counts dumped from the official NVlabs code (tests/fixtures/official_k
 window attention written here from the paper's definition (per-window loops, explicit relative offsets, explicit
 zero padding), and per-image / checkpointed-vs-plain equalities.
 """
+import argparse
 import json
 import math
 from pathlib import Path
@@ -110,15 +111,22 @@ def test_official_keys_convert_and_load(fixture):
     assert len(converted) == len([k for k in keys if not k.endswith("relative_position_index")])
 
 
-def test_official_values_land_on_the_right_keys():
-    """Real random official xxtiny tensors: hand-picked keys must arrive unchanged at the hand-mapped places."""
+def test_official_values_land_on_the_right_keys(tmp_path):
+    """Real random official xxtiny tensors, saved like a released .pth.tar (training state beside the weights) and
+    loaded through timm's pretrained path: hand-picked keys must arrive unchanged at the hand-mapped places."""
     keys = _load_fixture("gc_vit_xxtiny")["keys"]
     g = torch.Generator().manual_seed(0)
-    official = {k: torch.randn(shape, generator=g) for k, shape in keys.items()}
-    official = {"state_dict": official, "epoch": 3}  # wrapped like the released .pth.tar
-    model = timm.create_model("gc_vit_xxtiny")
-    model.load_state_dict(checkpoint_filter_fn(official, model), strict=True)
-    sd, off = model.state_dict(), official["state_dict"]
+    off = {k: torch.randn(shape, generator=g) if "index" not in k else torch.zeros(shape, dtype=torch.long)
+           for k, shape in keys.items()}
+    path = tmp_path / "gcvit_1k_xxtiny.pth.tar"
+    torch.save({"state_dict": off, "epoch": 3, "args": argparse.Namespace(model="gc_vit_xxtiny")}, path)
+    model = timm.create_model("gc_vit_xxtiny.nv_in1k", pretrained=True, pretrained_cfg_overlay=dict(file=str(path)))
+    sd = model.state_dict()
+    # another classifier size: the backbone still loads, the classifier keeps its initialisation
+    other = timm.create_model("gc_vit_xxtiny.nv_in1k", pretrained=True, num_classes=10,
+                              pretrained_cfg_overlay=dict(file=str(path)))
+    assert torch.equal(other.stem.conv.weight, off["patch_embed.proj.weight"])
+    assert other.head.fc.weight.shape == (10, 512)
     expect = {
         "stem.conv.weight": "patch_embed.proj.weight",
         "stem.down.mbconv.se.fc1.weight": "patch_embed.conv_down.conv.2.fc.0.weight",

@@ -39,7 +39,7 @@ from timm.models import build_model_with_cfg, generate_default_cfgs, register_mo
 from timm.models._features import feature_take_indices
 from timm.models._manipulate import checkpoint
 
-from ._helpers import check_converted, resize_rel_pos_table, unwrap_state_dict
+from ._helpers import check_converted, load_checkpoint_file, resize_rel_pos_table, unwrap_state_dict
 
 __all__ = ["GCViT", "checkpoint_filter_fn"]
 
@@ -459,6 +459,24 @@ class GCViT(nn.Module):
             self.global_pool = global_pool
         self.head.reset(num_classes, pool_type=global_pool)
 
+    def load_pretrained(self, checkpoint_path: str) -> None:
+        """Load an official, timm or visionattn GC ViT checkpoint file into this model.
+
+        timm calls this for pretrained cfgs with ``custom_load`` (the official ``.pth.tar`` files carry training
+        state beside the weights, which timm's ``weights_only`` URL loader refuses). A classifier of another size
+        is left at its initialisation, as timm does when ``num_classes`` differs.
+        """
+        state_dict = checkpoint_filter_fn(load_checkpoint_file(checkpoint_path), self)
+        own = self.state_dict()
+        head_keys = [k for k in state_dict if k.startswith("head.")]
+        if any(k not in own or own[k].shape != state_dict[k].shape for k in head_keys) or not head_keys:
+            for k in head_keys:
+                state_dict.pop(k)
+            missing, _ = self.load_state_dict(state_dict, strict=False)
+            _logger.info("classifier not loaded from %s (%s)", checkpoint_path, ", ".join(missing) or "none in model")
+        else:
+            self.load_state_dict(state_dict, strict=True)
+
     def forward_intermediates(
             self,
             x: torch.Tensor,
@@ -643,6 +661,10 @@ _NV_HF = "https://huggingface.co/nvidia/GCViT/resolve/main/"
 _TIMM_GH = "https://github.com/rwightman/pytorch-image-models/releases/download/v0.1-weights-morevit/"
 
 
+def _nv_cfg(url: str, **kwargs) -> Dict:
+    return _cfg(url, custom_load=True, **kwargs)
+
+
 def _cfg(url: str = "", **kwargs) -> Dict:
     return {
         "url": url, "num_classes": 1000, "input_size": (3, 224, 224), "pool_size": (7, 7),
@@ -662,21 +684,21 @@ def _timm_cfg(name: str, file: str) -> Dict:
 
 default_cfgs = generate_default_cfgs({
     # current official weights (NVlabs/GCVit README, ImageNet-1K)
-    "gc_vit_xxtiny.nv_in1k": _cfg(_NV_HF + "gcvit_1k_xxtiny.pth.tar", crop_pct=1.0),
-    "gc_vit_xtiny.nv_in1k": _cfg(_NV_HF + "gcvit_1k_xtiny.pth.tar"),
-    "gc_vit_tiny.nv_in1k": _cfg(_NV_HF + "gcvit_1k_tiny.pth.tar", crop_pct=1.0),
-    "gc_vit_tiny2.nv_in1k": _cfg(_NV_HF + "gcvit_1k_tiny2.pth.tar"),
-    "gc_vit_small.nv_in1k": _cfg(_NV_HF + "gcvit_1k_small.pth.tar"),
-    "gc_vit_small2.nv_in1k": _cfg(_NV_HF + "gcvit_1k_small2.pth.tar"),
-    "gc_vit_base.nv_in1k": _cfg(_NV_HF + "gcvit_1k_base.pth.tar", crop_pct=1.0),
-    "gc_vit_large.nv_in1k": _cfg(_NV_HF + "gcvit_1k_large.pth.tar", crop_pct=1.0),
+    "gc_vit_xxtiny.nv_in1k": _nv_cfg(_NV_HF + "gcvit_1k_xxtiny.pth.tar", crop_pct=1.0),
+    "gc_vit_xtiny.nv_in1k": _nv_cfg(_NV_HF + "gcvit_1k_xtiny.pth.tar"),
+    "gc_vit_tiny.nv_in1k": _nv_cfg(_NV_HF + "gcvit_1k_tiny.pth.tar", crop_pct=1.0),
+    "gc_vit_tiny2.nv_in1k": _nv_cfg(_NV_HF + "gcvit_1k_tiny2.pth.tar"),
+    "gc_vit_small.nv_in1k": _nv_cfg(_NV_HF + "gcvit_1k_small.pth.tar"),
+    "gc_vit_small2.nv_in1k": _nv_cfg(_NV_HF + "gcvit_1k_small2.pth.tar"),
+    "gc_vit_base.nv_in1k": _nv_cfg(_NV_HF + "gcvit_1k_base.pth.tar", crop_pct=1.0),
+    "gc_vit_large.nv_in1k": _nv_cfg(_NV_HF + "gcvit_1k_large.pth.tar", crop_pct=1.0),
     # official ImageNet-21K pretrained, ImageNet-1K fine-tuned
-    "gc_vit_large.nv_in21k_ft_in1k": _cfg(
+    "gc_vit_large.nv_in21k_ft_in1k": _nv_cfg(
         "https://drive.google.com/uc?export=download&id=1maGDr6mJkLyRTUkspMzCgSlhDzNRFGEf", crop_pct=1.0),
-    "gc_vit_large_384.nv_in21k_ft_in1k": _cfg(
+    "gc_vit_large_384.nv_in21k_ft_in1k": _nv_cfg(
         _NV_HF + "gcvit_21k_large_384.pth.tar", input_size=(3, 384, 384), pool_size=(12, 12), crop_pct=1.0,
         crop_mode="squash"),
-    "gc_vit_large_512.nv_in21k_ft_in1k": _cfg(
+    "gc_vit_large_512.nv_in21k_ft_in1k": _nv_cfg(
         _NV_HF + "gcvit_21k_large_512.pth.tar", input_size=(3, 512, 512), pool_size=(16, 16), crop_pct=1.0,
         crop_mode="squash"),
     # the older NVIDIA release as converted and hosted by timm (loaded through the timm branch of the filter)
