@@ -189,11 +189,16 @@ def test_rpb_gradient_is_sum_of_dlogits_over_offsets():
     torch.testing.assert_close(got, expected, atol=1e-12, rtol=1e-10)
 
 
-def test_gradients_match_brute_force_autograd():
-    q, k, v, rpb = _inputs(2, 8, 9, 2, 4, (3, 5), True, dtype=torch.float64, grad=True)
-    grad_out = torch.randn(2, 8, 9, 2, 4, dtype=torch.float64)
-    got = torch.autograd.grad(na2d(q, k, v, (3, 5), (2, 1), rpb=rpb, backend="reference"), (q, k, v, rpb), grad_out)
-    expected = torch.autograd.grad(brute_force_na2d(q, k, v, (3, 5), (2, 1), rpb, 0.5), (q, k, v, rpb), grad_out)
+@pytest.mark.parametrize("size, kernel, dilation", [
+    ((8, 9), (3, 5), (2, 1)),   # dilation groups fold evenly into the batch
+    ((9, 10), (3, 3), (2, 3)),  # uneven groups: gathered per length class
+], ids=["even", "uneven"])
+def test_gradients_match_brute_force_autograd(size, kernel, dilation):
+    q, k, v, rpb = _inputs(2, *size, 2, 4, kernel, True, dtype=torch.float64, grad=True)
+    grad_out = torch.randn(2, *size, 2, 4, dtype=torch.float64)
+    out = na2d(q, k, v, kernel, dilation, rpb=rpb, scale=0.5, backend="reference")
+    got = torch.autograd.grad(out, (q, k, v, rpb), grad_out)
+    expected = torch.autograd.grad(brute_force_na2d(q, k, v, kernel, dilation, rpb, 0.5), (q, k, v, rpb), grad_out)
     for g, e in zip(got, expected):
         torch.testing.assert_close(g, e, atol=1e-11, rtol=1e-9)
 
