@@ -252,7 +252,8 @@ def test_local_official_file_loads_through_pretrained_cfg_overlay(tmp_path):
     path = tmp_path / "nat_mini.pth"
     torch.save({"model": official}, path)
     model = timm.create_model("nat_mini", pretrained=True, pretrained_cfg_overlay=dict(file=str(path)))
-    torch.testing.assert_close(model.stages[2].downsample.reduction.weight, official["levels.1.downsample.reduction.weight"])
+    torch.testing.assert_close(
+        model.stages[2].downsample.reduction.weight, official["levels.1.downsample.reduction.weight"])
     torch.testing.assert_close(model.head.fc.bias, official["head.bias"])
     # a different class count re-initialises only the classifier
     model = timm.create_model("nat_mini", pretrained=True, num_classes=5, pretrained_cfg_overlay=dict(file=str(path)))

@@ -36,7 +36,7 @@ from timm.layers import ClassifierHead, DropPath, Mlp, trunc_normal_
 from timm.models import build_model_with_cfg, checkpoint_seq, generate_default_cfgs, register_model
 from timm.models._features import feature_take_indices
 
-from ..layers.neighborhood import NeighborhoodAttention2d
+from ..layers import NeighborhoodAttention2d
 from ._helpers import check_converted, resize_rel_pos_table, unwrap_state_dict
 
 __all__ = ["NAT", "checkpoint_filter_fn"]
@@ -64,7 +64,7 @@ class ConvTokenizer(nn.Module):
 
 
 class ConvDownsampler(nn.Module):
-    """3x3 stride-2 conv (no bias) then LayerNorm, NHWC in and out: ``[B, H, W, C] -> [B, ceil(H/2), ceil(W/2), C']``."""
+    """3x3 stride-2 conv (no bias) then LayerNorm, NHWC: ``[B, H, W, C] -> [B, ceil(H/2), ceil(W/2), C']``."""
 
     def __init__(self, dim: int, out_dim: Optional[int] = None, norm_layer=nn.LayerNorm) -> None:
         super().__init__()
