@@ -1,6 +1,6 @@
 """One-shot GPU check for na2d: Triton vs reference correctness in fp16/bf16 at DiNAT shapes, then the benchmark.
 
-    OUT=/some/dir python benchmarks/gpu_check_na2d.py [--batch 32] [--quick]
+    OUT=/some/dir python benchmarks/gpu_check_na2d.py [--batch 32] [--quick] [--no-extras]
 
 Writes ``$OUT/na2d_gpu_check.json`` (max abs errors per shape, dtype and tensor, pass/fail against
 reference/kernels.md §1.5 tolerances, and the benchmark rows) and prints a table. Meant to fit in a few minutes.
@@ -72,6 +72,7 @@ def main() -> int:
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--check-batch", type=int, default=8)
     parser.add_argument("--quick", action="store_true", help="correctness only at batch 2, short benchmark")
+    parser.add_argument("--no-extras", action="store_true", help="skip the NATTEN / FlexAttention rows")
     args = parser.parse_args()
     if not torch.cuda.is_available():
         print("no CUDA device")
@@ -89,7 +90,7 @@ def main() -> int:
     _dump(report, out_dir)
     start = time.time()
     rows = run_benchmark(device="cuda", dtype=torch.bfloat16, batch=args.batch,
-                         warmup=2 if args.quick else 3, reps=5 if args.quick else 10)
+                         warmup=2 if args.quick else 3, reps=5 if args.quick else 10, extras=not args.no_extras)
     report["benchmark"] = rows
     report["benchmark_s"] = time.time() - start
     print(format_table(rows))
