@@ -395,8 +395,6 @@ class GCViT(nn.Module):
         for i, (dim, heads) in enumerate(zip(dims, num_heads)):
             if heads < 1 or dim % heads:
                 raise ValueError(f"num_heads[{i}]={heads} must divide the stage width {dim} (embed_dim * 2**{i})")
-        if global_pool not in ("", "avg", "max", "avgmax", "catavgmax", "fast"):
-            raise ValueError(f"global_pool must be one of '', 'avg', 'max', 'avgmax', 'catavgmax', got {global_pool!r}")
 
         self.num_classes = num_classes
         self.in_chans = in_chans
