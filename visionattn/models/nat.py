@@ -215,7 +215,8 @@ class NAT(nn.Module):
         kernel_size: neighborhood size: an int for every layer, or one entry per stage, each an int or a list
             with one int per layer.
         dilations: same forms as ``kernel_size``; ``None`` means 1 everywhere (NAT). DiNAT uses e.g.
-            ``[[1, 8, 1], [1, 4, 1, 4], [1, 2] * 3, [1] * 5]`` at 224.
+            ``[[1, 8, 1], [1, 4, 1, 4], [1, 2] * 3, [1] * 5]`` at 224. In both, a *tuple* of two ints is one
+            ``(h, w)`` pair for every layer; per-stage values go in a list.
         layer_scale: initial value of per-channel residual scales ``gamma1``/``gamma2``; ``None`` disables them.
         drop_rate: dropout before the classifier. proj_drop_rate: dropout after attention projection and in the
             MLP (the official ``drop_rate``). attn_drop_rate: attention-probability dropout.
