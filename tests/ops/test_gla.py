@@ -283,3 +283,21 @@ def test_triton_gpu_vig_shapes(mode, shape, dtype):
     length, heads, dk, dv = shape
     _check_triton(mode, 2, length, heads, dk, dv, dtype, seed=length, device="cuda",
                   tol={"out": 0.01, "grad": 0.01})
+
+
+def test_bench_gla_rows_on_cpu():
+    import importlib.util
+    from pathlib import Path
+    path = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_gla.py"
+    spec = importlib.util.spec_from_file_location("bench_gla_under_test", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    rows = bench.run_benchmark(device="cpu", dtype=torch.float32, batch=1, backends=("reference", "triton"),
+                               warmup=0, reps=1, shapes=[("tiny", 20, 1, 16, 16)])
+    assert len(rows) == 4 and all(r["error"] is None for r in rows), rows
+    assert {(r["op"], r["backend"]) for r in rows} == {(o, b) for o in ("gla", "bigla") for b in ("reference", "triton")}
+    for r in rows:
+        assert r["ms_fwd"] > 0 and r["ms_fwd_bwd"] > 0 and r["tflops_fwd"] > 0 and r["gbps_fwd_bwd"] > 0
+    flops_fwd, _, bytes_fwd, _ = bench.flops_bytes("gla", 1, 64, 1, 16, 32, 2, 4)
+    assert flops_fwd == 2 * 64 * 64 * 48 + 4 * 64 * 16 * 32  # hand-computed: 2*L*C*(dk+dv) + 4*L*dk*dv
+    assert bytes_fwd == 64 * (2 * 16 + 32) * 2 + 64 * 16 * 4 + 64 * 32 * 2
