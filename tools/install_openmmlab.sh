@@ -26,8 +26,10 @@ log() { echo "[install_openmmlab] $*"; }
 # Resolve a relative wheelhouse against the directory the script was called from, before anything changes it.
 WHEELHOUSE_ENV=""
 if [[ -n "${VISIONATTN_MMCV_WHEELHOUSE:-}" ]]; then
-    WHEELHOUSE_ENV="$(cd "$(dirname "$VISIONATTN_MMCV_WHEELHOUSE")" 2>/dev/null && pwd)/$(basename "$VISIONATTN_MMCV_WHEELHOUSE")" \
-        || WHEELHOUSE_ENV="$VISIONATTN_MMCV_WHEELHOUSE"
+    WHEELHOUSE_ENV="$VISIONATTN_MMCV_WHEELHOUSE"
+    if [[ -d "$WHEELHOUSE_ENV" ]]; then
+        WHEELHOUSE_ENV="$(cd "$WHEELHOUSE_ENV" && pwd)"
+    fi
 fi
 
 stack_ok() {
@@ -49,7 +51,8 @@ import sys; sys.exit(0 if mmcv.__version__ == '$MMCV_VERSION' else 1)" >/dev/nul
 }
 
 if stack_ok; then
-    log "OpenMMLab stack already installed (mmengine $MMENGINE_VERSION, mmcv $MMCV_VERSION with ops, mmdet $MMDET_VERSION, mmseg $MMSEG_VERSION)"
+    log "OpenMMLab stack already installed (mmengine $MMENGINE_VERSION, mmcv $MMCV_VERSION with ops," \
+        "mmdet $MMDET_VERSION, mmseg $MMSEG_VERSION)"
     exit 0
 fi
 

@@ -65,7 +65,8 @@ def test_import_visionattn_alone_imports_no_openmmlab():
     code = ("import sys, visionattn; bad = sorted(m for m in sys.modules if m.split('.')[0] in "
             "('mmengine', 'mmcv', 'mmdet', 'mmseg')); print(bad); sys.exit(1 if bad else 0)")
     env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    result = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    result = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True,
+                            timeout=300)
     assert result.returncode == 0, result.stdout + result.stderr
 
 

@@ -116,7 +116,8 @@ class VisionAttnBackbone(BaseModule):
         if not isinstance(frozen_stages, int) or frozen_stages < -1:
             raise ValueError(f"frozen_stages must be an int >= -1 (-1 freezes nothing), got {frozen_stages!r}")
         if model_kwargs is not None and not isinstance(model_kwargs, dict):
-            raise TypeError(f"model_kwargs must be a dict of timm.create_model kwargs, got {type(model_kwargs).__name__}")
+            raise TypeError(
+                f"model_kwargs must be a dict of timm.create_model kwargs, got {type(model_kwargs).__name__}")
         if pretrained and checkpoint:
             raise ValueError("give pretrained=True or checkpoint=..., not both")
         for forbidden in ("features_only", "out_indices", "pretrained", "num_classes"):
@@ -182,7 +183,8 @@ class VisionAttnBackbone(BaseModule):
         if self.uses_intermediates:
             pattern = _stem_pattern(self.model)
             if pattern is None:
-                raise ValueError(f"{self.model_name} has no group_matcher, so its stem is unknown; use frozen_stages=-1")
+                raise ValueError(
+                    f"{self.model_name} has no group_matcher, so its stem is unknown; use frozen_stages=-1")
             regex = re.compile(pattern)
             children = dict(self.model.named_children())
             for name in sorted({n.split(".")[0] for n, _ in self.model.named_parameters() if regex.match(n)}):
