@@ -29,11 +29,16 @@ from visionattn.ops import bigla, gla  # noqa: E402
 TOL = {"out": 0.004, "grad": 0.005}  # fla's ratios; bf16 tensor-core operands are reported against them
 
 
-def _errors(mode, batch, length, heads, dk, dv, dtype, seed=0):
+def _errors(mode, batch, length, heads, dk, dv, dtype, seed=0, gate="vig"):
     gen = torch.Generator().manual_seed(seed)
     q, k = (torch.randn(batch, length, heads, dk, generator=gen) for _ in range(2))
     v = torch.randn(batch, length, heads, dv, generator=gen)
-    gf, gb = (F.logsigmoid(torch.randn(batch, length, heads, dk, generator=gen)) / 16 for _ in range(2))
+    if gate == "strong":  # log gates near -5 per token
+        gf, gb = (-5.0 + 0.5 * torch.rand(batch, length, heads, dk, generator=gen) for _ in range(2))
+    elif gate == "weak":  # near-zero decay: states sum thousands of tokens
+        gf, gb = (-1e-4 * torch.rand(batch, length, heads, dk, generator=gen) for _ in range(2))
+    else:  # ViG: logsigmoid(x) / 16
+        gf, gb = (F.logsigmoid(torch.randn(batch, length, heads, dk, generator=gen)) / 16 for _ in range(2))
     grad_out = torch.randn(batch, length, heads, dv, generator=gen)
     leaves = [q.to(dtype), k.to(dtype), v.to(dtype), gf, gb]
     if mode != "bi":
@@ -55,7 +60,7 @@ def _errors(mode, batch, length, heads, dk, dv, dtype, seed=0):
     torch.cuda.synchronize()
     names = ["out", "dq", "dk", "dv"] + (["dg_fwd", "dg_bwd"] if mode == "bi" else ["dg"])
     result = dict(mode=mode, dtype=str(dtype).replace("torch.", ""), batch=batch, length=length, heads=heads, dk=dk,
-                  dv=dv, first_call_s=time.perf_counter() - start, errors={}, passed=True)
+                  dv=dv, gate=gate, first_call_s=time.perf_counter() - start, errors={}, passed=True)
     for name, a, b in zip(names, got, expected):
         a, b = a.double(), b.double()
         finite = bool(torch.isfinite(a).all())
@@ -105,6 +110,17 @@ def main(argv=None):
             worst = max((e["rel_rms"] for e in res.get("errors", {}).values()), default=float("nan"))
             print(f"[{time.perf_counter() - t0:6.1f}s] {mode:3s} {str(dtype):15s} {name:14s} "  # noqa: T201
                   f"worst rel rms {worst:.2e} passed={res['passed']}", flush=True)
+            save()
+    for dtype in (torch.float16, torch.bfloat16):
+        for gate in ("strong", "weak"):
+            try:
+                res = _errors("bi", 2, 4096, 3, 16, 32, dtype, seed=1, gate=gate)
+            except Exception as exc:  # noqa: BLE001 - record and continue
+                res = dict(mode="bi", dtype=str(dtype), length=4096, gate=gate, passed=False, error=repr(exc)[:500])
+            res["shape_name"] = f"stability_64x64_{gate}"
+            report["checks"].append(res)
+            print(f"[{time.perf_counter() - t0:6.1f}s] stability {gate} {dtype} passed={res['passed']}",  # noqa: T201
+                  flush=True)
             save()
     report["all_passed"] = all(c["passed"] for c in report["checks"])
     save()

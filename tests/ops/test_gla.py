@@ -3,8 +3,6 @@
 Oracles: a float64 token-by-token recurrence written here (``_recurrence``), the masked-matmul form of
 causal linear attention (zero gates), and sequence flipping for the reverse / bidirectional scans.
 """
-import math
-
 import pytest
 import torch
 import torch.nn.functional as F
@@ -295,9 +293,33 @@ def test_bench_gla_rows_on_cpu():
     rows = bench.run_benchmark(device="cpu", dtype=torch.float32, batch=1, backends=("reference", "triton"),
                                warmup=0, reps=1, shapes=[("tiny", 20, 1, 16, 16)])
     assert len(rows) == 4 and all(r["error"] is None for r in rows), rows
-    assert {(r["op"], r["backend"]) for r in rows} == {(o, b) for o in ("gla", "bigla") for b in ("reference", "triton")}
+    expected = {(o, b) for o in ("gla", "bigla") for b in ("reference", "triton")}
+    assert {(r["op"], r["backend"]) for r in rows} == expected
     for r in rows:
         assert r["ms_fwd"] > 0 and r["ms_fwd_bwd"] > 0 and r["tflops_fwd"] > 0 and r["gbps_fwd_bwd"] > 0
     flops_fwd, _, bytes_fwd, _ = bench.flops_bytes("gla", 1, 64, 1, 16, 32, 2, 4)
     assert flops_fwd == 2 * 64 * 64 * 48 + 4 * 64 * 16 * 32  # hand-computed: 2*L*C*(dk+dv) + 4*L*dk*dv
     assert bytes_fwd == 64 * (2 * 16 + 32) * 2 + 64 * 16 * 4 + 64 * 32 * 2
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("gate", ["strong", "weak"])
+def test_triton_gpu_long_sequence_stability(dtype, gate):
+    torch.manual_seed(0)
+    shape = (2, 4096, 3, 16)
+    q, k = (torch.randn(shape, device="cuda") for _ in range(2))
+    v = torch.randn(2, 4096, 3, 32, device="cuda")
+    noise = torch.rand(shape, device="cuda")
+    g = (-5.0 + 0.5 * noise) if gate == "strong" else -1e-4 * noise
+    grad_out = torch.randn(2, 4096, 3, 32, device="cuda") * 0.01
+    results = {}
+    for backend, cast in (("triton", dtype), ("reference", torch.float64)):
+        leaves = [t.to(cast).requires_grad_() for t in (q.to(dtype), k.to(dtype), v.to(dtype))]
+        gates = [g.clone().requires_grad_(), g.clone().requires_grad_()]
+        out = bigla(*leaves, *gates, backend=backend)
+        out.backward(grad_out.to(out.dtype))
+        results[backend] = [out.detach()] + [t.grad for t in leaves + gates]
+    for a, b in zip(results["triton"], results["reference"]):
+        assert torch.isfinite(a).all()
+        assert _rel_rms(b.cpu(), a.cpu()) < 0.01
