@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import sys
 import time
@@ -76,6 +77,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", default=os.environ.get("OUT", "."))
     parser.add_argument("--batch", type=int, default=32, help="benchmark batch")
+    parser.add_argument("--reps", type=int, default=5, help="benchmark repetitions")
     parser.add_argument("--skip-bench", action="store_true")
     args = parser.parse_args(argv)
     if not torch.cuda.is_available():
@@ -127,7 +129,7 @@ def main(argv=None):
     if args.skip_bench:
         return report
     rows = run_benchmark(device="cuda", dtype=torch.bfloat16, batch=args.batch, backends=("reference", "triton"),
-                         warmup=3, reps=10)
+                         warmup=2, reps=args.reps)
     print(format_table(rows), flush=True)  # noqa: T201
     tag = "".join(c for c in gpu.split()[-1].lower() if c.isalnum()) or "gpu"
     with open(out_dir / f"bench_gla_{tag}.json", "w") as f:
@@ -138,4 +140,5 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
     main()
