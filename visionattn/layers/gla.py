@@ -31,9 +31,9 @@ class Fp32RmsNorm(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         dtype = x.dtype
         compute = torch.float64 if dtype == torch.float64 else torch.float32
-        x = x.to(compute)
-        x = x * torch.rsqrt(x.square().mean(-1, keepdim=True) + self.eps)
-        return (x * self.weight.to(compute)).to(dtype)
+        # fused: autograd keeps the input and the per-row rstd only
+        out = F.rms_norm(x.to(compute), (x.shape[-1],), self.weight.to(compute), self.eps)
+        return out.to(dtype)
 
     def extra_repr(self) -> str:
         return f"{self.weight.shape[0]}, eps={self.eps}"
