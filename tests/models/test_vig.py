@@ -175,7 +175,9 @@ def _official_gla2d(sd, p, x, heads, conv_act=False, out_act=False, eval_halves_
     qkv = tokens @ sd[p + "qkv_proj.weight"].T
     kd = c // 2
     split = lambda t, d: t.reshape(batch, -1, heads, d)  # noqa: E731
-    q, k, v = split(qkv[..., :kd], kd // heads), split(qkv[..., kd:2 * kd], kd // heads), split(qkv[..., 2 * kd:], c // heads)
+    q = split(qkv[..., :kd], kd // heads)
+    k = split(qkv[..., kd:2 * kd], kd // heads)
+    v = split(qkv[..., 2 * kd:], c // heads)
     gk = F.logsigmoid((tokens @ sd[p + "gk_proj.0.weight"].T) @ sd[p + "gk_proj.1.weight"].T
                       + sd[p + "gk_proj.1.bias"]) / 16
     g_f, g_b = split(gk[..., :kd], kd // heads), split(gk[..., kd:], kd // heads)
@@ -192,7 +194,8 @@ def _official_gla2d(sd, p, x, heads, conv_act=False, out_act=False, eval_halves_
 
 
 def _ln2d(x, sd, p):
-    return F.layer_norm(x.permute(0, 2, 3, 1), (x.shape[1],), sd[p + "weight"], sd[p + "bias"], 1e-5).permute(0, 3, 1, 2)
+    normed = F.layer_norm(x.permute(0, 2, 3, 1), (x.shape[1],), sd[p + "weight"], sd[p + "bias"], 1e-5)
+    return normed.permute(0, 3, 1, 2)
 
 
 def official_hier_forward(sd, x, depths, heads):

@@ -233,7 +233,9 @@ class HierarchicalViG(nn.Module):
     ) -> None:
         super().__init__()
         if len(depths) != len(num_heads):
-            raise ValueError(f"HierarchicalViG: depths {tuple(depths)} and num_heads {tuple(num_heads)} differ in length")
+            raise ValueError(
+                f"HierarchicalViG: depths {tuple(depths)} and num_heads {tuple(num_heads)} must have the same length"
+            )
         num_stages = len(depths)
         dims = [embed_dim * 2 ** i for i in range(num_stages)]
         self.num_classes = num_classes
