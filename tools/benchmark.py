@@ -7,7 +7,7 @@
 
 Each measurement: warm-up iterations, then ``--reps`` timed runs of ``--iters`` iterations each; the
 median is reported. Inference runs under ``torch.inference_mode``; training is forward + backward +
-SGD step. Peak memory is ``max_memory_allocated`` on CUDA and the profiler's allocation trace on CPU.
+SGD step. Peak memory is ``max_memory_allocated`` on CUDA and the live tensor bytes on CPU.
 Results go to the terminal as a table and optionally to JSON / CSV / a PNG plot.
 """
 from __future__ import annotations
@@ -21,12 +21,15 @@ import platform
 import statistics
 import sys
 import time
+import weakref
 from contextlib import nullcontext
 from pathlib import Path
 from typing import Callable, Dict, List, Optional
 
 import torch
 import torch.nn as nn
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_leaves
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -70,17 +73,41 @@ def peak_memory_bytes(fn: Callable[[], None], device: torch.device) -> int:
         fn()
         synchronize(device)
         return torch.cuda.max_memory_allocated(device) - base
-    from torch.profiler import ProfilerActivity, profile
-
-    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+    with LiveTensorBytes() as tracker:
         fn()
-    # Allocation events carry +bytes, frees -bytes; the running sum's maximum is the peak.
-    events = sorted((e for e in prof.events() if e.name == "[memory]"), key=lambda e: e.time_range.start)
-    live = peak = 0
-    for event in events:
-        live += event.cpu_memory_usage
-        peak = max(peak, live)
-    return peak
+    return tracker.peak
+
+
+class LiveTensorBytes(TorchDispatchMode):
+    """Peak bytes of CPU tensor storages created while active and still alive (freed ones are subtracted).
+
+    The CPU allocator keeps no statistics and the profiler's memory events are not reliable across torch
+    versions, so every op's output storage is counted and released through a weakref finaliser.
+    """
+
+    def __init__(self):
+        super().__init__()
+        self.live = 0
+        self.peak = 0
+        self._sizes: Dict[int, int] = {}
+
+    def _free(self, key: int) -> None:
+        self.live -= self._sizes.pop(key, 0)
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        for tensor in tree_leaves(out):
+            if not isinstance(tensor, torch.Tensor) or tensor.device.type != "cpu":
+                continue
+            storage = tensor.untyped_storage()
+            key, size = id(storage), storage.nbytes()
+            if size == 0 or key in self._sizes:
+                continue
+            self._sizes[key] = size
+            self.live += size
+            self.peak = max(self.peak, self.live)
+            weakref.finalize(storage, self._free, key)
+        return out
 
 
 def count_gflops(model: nn.Module, example: torch.Tensor) -> Optional[float]:

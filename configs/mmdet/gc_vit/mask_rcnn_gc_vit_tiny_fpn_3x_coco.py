@@ -11,5 +11,7 @@ model = dict(
         checkpoint='https://huggingface.co/nvidia/GCViT/resolve/main/gcvit_1k_tiny.pth.tar',
         model_kwargs=dict(
             window_size=(24, 24, 24, 24),
+            # The official detection backbone max-pools the global query in stages 0-2 at window 24.
+            query_pool=(True, True, True, False),
         )),
     neck=dict(in_channels=[64, 128, 256, 512]))
