@@ -90,12 +90,12 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--channels-last", action="store_true")
     g = p.add_argument_group("optimizer and schedule")
     g.add_argument("--opt", default="adamw")
-    g.add_argument("--lr", type=float, default=None, help="learning rate (default: 2e-3 for the demo)")
+    g.add_argument("--lr", type=float, default=None, help="learning rate (default: 3e-3 for the demo, 1e-3 otherwise)")
     g.add_argument("--weight-decay", type=float, default=0.05)
     g.add_argument("--momentum", type=float, default=0.9)
     g.add_argument("--clip-grad", type=float, default=None)
     g.add_argument("--sched", default="cosine")
-    g.add_argument("--epochs", type=int, default=None, help="(default: 12 for the demo)")
+    g.add_argument("--epochs", type=int, default=None, help="(default: 24 for the demo, 300 otherwise)")
     g.add_argument("--warmup-epochs", type=int, default=1)
     g.add_argument("--warmup-lr", type=float, default=1e-5)
     g.add_argument("--min-lr", type=float, default=1e-6)
@@ -143,13 +143,16 @@ def apply_demo_defaults(args: argparse.Namespace) -> argparse.Namespace:
             args.model_kwargs = dict(DEFAULT_MODEL_KWARGS)
     args.model_kwargs = args.model_kwargs or {}
     if args.epochs is None:
-        args.epochs = 12 if demo else 300
+        args.epochs = 24 if demo else 300
     if args.lr is None:
-        args.lr = 2e-3 if demo else 1e-3
+        args.lr = 3e-3 if demo else 1e-3
     if args.img_size is None and args.input_size is None and demo:
         args.img_size = 64
     if args.crop_pct is None and demo:
         args.crop_pct = 1.0
+    if demo:
+        # A short run: warm up per update so the first epoch already learns.
+        args.sched_on_updates = True
     args.demo = demo
     return args
 

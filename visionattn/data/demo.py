@@ -37,7 +37,7 @@ DENSE_CLASSES = ("circle", "square", "triangle", "star", "ring")
 KINDS = ("classification", "coco", "ade")
 
 # Bumped whenever the drawing changes, so a stale cache is regenerated rather than silently reused.
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 
 _DEFAULT_SIZES = {
     "classification": dict(train_per_class=220, val_per_class=60, image_size=64),
@@ -118,17 +118,17 @@ def shape_polygon(kind: str, cx: float, cy: float, radius: float, angle: float) 
 def _background(rng: np.random.RandomState, size: int) -> np.ndarray:
     """Textured background: low-frequency colour noise, optionally with stripes or a checker pattern."""
     grid = rng.randint(3, 7)
-    coarse = rng.uniform(40, 215, size=(grid, grid, 3)).astype(np.uint8)
+    coarse = rng.uniform(60, 195, size=(grid, grid, 3)).astype(np.uint8)
     img = np.asarray(Image.fromarray(coarse).resize((size, size), Image.BICUBIC), dtype=np.float32)
     yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
     pattern = rng.randint(3)
     if pattern == 0:
         period, theta = rng.uniform(4, 14), rng.uniform(0, math.pi)
-        img += 18 * np.sin(2 * math.pi * (xx * math.cos(theta) + yy * math.sin(theta)) / period)[..., None]
+        img += 10 * np.sin(2 * math.pi * (xx * math.cos(theta) + yy * math.sin(theta)) / period)[..., None]
     elif pattern == 1:
         cell = rng.randint(4, 12)
-        img += 14 * (((xx // cell) + (yy // cell)) % 2 * 2 - 1)[..., None]
-    img += rng.normal(0, 6, size=img.shape)
+        img += 8 * (((xx // cell) + (yy // cell)) % 2 * 2 - 1)[..., None]
+    img += rng.normal(0, 4, size=img.shape)
     return np.clip(img, 0, 255).astype(np.uint8)
 
 
@@ -146,7 +146,7 @@ def _draw_occluders(rng: np.random.RandomState, draw: ImageDraw.ImageDraw, size:
     """Small bars and blobs that partly cover the object (never most of it)."""
     x0, y0, x1, y1 = box
     for _ in range(count):
-        w, h = rng.uniform(0.15, 0.35) * (x1 - x0 + 1), rng.uniform(0.15, 0.35) * (y1 - y0 + 1)
+        w, h = rng.uniform(0.1, 0.25) * (x1 - x0 + 1), rng.uniform(0.1, 0.25) * (y1 - y0 + 1)
         ox, oy = rng.uniform(x0 - w / 2, x1 - w / 2), rng.uniform(y0 - h / 2, y1 - h / 2)
         colour = tuple(int(c) for c in rng.randint(0, 256, size=3))
         if rng.rand() < 0.5:
@@ -167,12 +167,12 @@ def draw_classification_image(label: int, rng: np.random.RandomState, size: int 
     bg = _background(rng, size)
     img = Image.fromarray(bg)
     draw = ImageDraw.Draw(img)
-    radius = rng.uniform(0.22, 0.42) * size
+    radius = rng.uniform(0.26, 0.44) * size
     cx, cy = rng.uniform(radius * 0.8, size - radius * 0.8, size=2)
     angle = rng.uniform(0, 2 * math.pi) if kind not in ("circle",) else 0.0
     points = shape_polygon(kind, cx, cy, radius, angle)
     draw.polygon(points, fill=_contrasting_colour(rng, bg))
-    _draw_occluders(rng, draw, size, _bbox(points, size), count=rng.randint(0, 3))
+    _draw_occluders(rng, draw, size, _bbox(points, size), count=rng.randint(0, 2))
     return img
 
 
