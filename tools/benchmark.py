@@ -179,14 +179,18 @@ def load_op_benchmark(op: str):
     return module
 
 
+def _cell(value) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else ("" if value is None else str(value))
+
+
 def format_table(rows: List[Dict]) -> str:
     if not rows:
         return "(no results)"
     columns = list(dict.fromkeys(k for row in rows for k in row))
-    widths = {c: max(len(c), *(len(str(row.get(c, ""))) for row in rows)) for c in columns}
+    widths = {c: max(len(c), *(len(_cell(row.get(c))) for row in rows)) for c in columns}
     lines = ["| " + " | ".join(c.ljust(widths[c]) for c in columns) + " |",
              "|" + "|".join("-" * (widths[c] + 2) for c in columns) + "|"]
-    lines += ["| " + " | ".join(str(row.get(c, "")).ljust(widths[c]) for c in columns) + " |" for row in rows]
+    lines += ["| " + " | ".join(_cell(row.get(c)).ljust(widths[c]) for c in columns) + " |" for row in rows]
     return "\n".join(lines)
 
 
@@ -217,6 +221,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--models", nargs="+", default=["resnet18", "deit_tiny_patch16_224", "swin_tiny_patch4_window7_224"])
     p.add_argument("--model-kwargs", nargs="*", action=KeyValue, default=None)
     p.add_argument("--op", default=None, help="benchmark a fused op instead of models (na2d, gla)")
+    p.add_argument("--backends", nargs="+", default=None,
+                   help="op backends to time (default: reference and triton on CUDA, reference elsewhere)")
     p.add_argument("--img-size", type=int, nargs="+", default=[224])
     p.add_argument("--batch-size", "-b", type=int, nargs="+", default=[8])
     p.add_argument("--device", default=None)
@@ -256,7 +262,8 @@ def main(argv=None) -> List[Dict]:
     rows: List[Dict] = []
     if args.op:
         module = load_op_benchmark(args.op)
-        rows = module.run_benchmark(device=str(device), dtype=dtype, batch=args.batch_size[0],
+        backends = args.backends or (("reference", "triton") if device.type == "cuda" else ("reference",))
+        rows = module.run_benchmark(device=str(device), dtype=dtype, batch=args.batch_size[0], backends=tuple(backends),
                                     warmup=args.warmup, reps=args.reps)
     else:
         for name in args.models:
