@@ -15,11 +15,15 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import time
+import sys
+from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _timing import device_peaks, time_ms  # noqa: E402
 
 _logger = logging.getLogger(__name__)
 
@@ -33,36 +37,6 @@ VIG_SHAPES = [
     ("vig_7x7", 49, 24, 16, 32),
     ("hires_256x256", 65536, 3, 16, 32),
 ]
-
-# Dense peaks (reference/kernels.md §7): bf16/fp16 tensor TFLOP/s and HBM TB/s.
-_PEAKS = {"H200": (989.0, 4.8), "H100": (989.0, 3.35), "A100": (312.0, 2.0)}
-
-
-def _device_peaks(device: torch.device):
-    if device.type != "cuda":
-        return None
-    name = torch.cuda.get_device_name(device)
-    for key, peaks in _PEAKS.items():
-        if key in name:
-            return peaks
-    return None
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def _time_ms(fn: Callable[[], object], device: torch.device, warmup: int, reps: int) -> float:
-    for _ in range(warmup):
-        fn()
-    _sync(device)
-    start = time.perf_counter()
-    for _ in range(reps):
-        fn()
-    _sync(device)
-    return (time.perf_counter() - start) / reps * 1e3
-
 
 def _fla_fns():
     """``(gla_fn, bigla_fn)`` wrapping fla's chunk_gla, or None when fla is not importable."""
@@ -130,7 +104,7 @@ def run_benchmark(
 
     dev = torch.device(device)
     shapes = VIG_SHAPES if shapes is None else shapes
-    peaks = _device_peaks(dev)
+    peaks = device_peaks(dev)
     elem = torch.tensor([], dtype=dtype).element_size()
     fla = _fla_fns() if (extras and dev.type == "cuda") else None
     rows: List[Dict] = []
@@ -160,7 +134,7 @@ def run_benchmark(
                            dtype=str(dtype).replace("torch.", ""), device=str(dev), error=None)
                 try:
                     with torch.no_grad():
-                        ms_fwd = _time_ms(lambda: fn(q, k, v, gf, gb), dev, warmup, reps)
+                        ms_fwd = time_ms(lambda: fn(q, k, v, gf, gb), dev, warmup, reps)
                     leaves = [t.detach().requires_grad_(True) for t in (q, k, v, gf, gb)]
                     used = leaves if op == "bigla" else leaves[:4]
 
@@ -168,7 +142,7 @@ def run_benchmark(
                         out = fn(*leaves)
                         torch.autograd.grad(out, used, grad_out)
 
-                    ms_fwd_bwd = _time_ms(fwd_bwd, dev, warmup, reps)
+                    ms_fwd_bwd = time_ms(fwd_bwd, dev, warmup, reps)
                 except Exception as exc:  # noqa: BLE001 - one failing backend is a row, not a crash
                     row["error"] = f"{type(exc).__name__}: {exc}"[:300]
                     rows.append(row)
