@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import os.path as osp
 import sys
 from pathlib import Path
 
@@ -44,20 +43,13 @@ def parse_args(argv=None):
 
 def main(argv=None) -> None:
     args = parse_args(argv)
-    from mmengine.config import Config
     from mmengine.runner import Runner
 
     import visionattn.mm  # noqa: F401  (registers VisionAttnBackbone; safe globals for --resume)
     from visionattn.mm.demo import apply_demo_data
+    from visionattn.mm.runner import load_config
 
-    cfg = Config.fromfile(args.config)
-    cfg.launcher = args.launcher
-    if args.cfg_options:
-        cfg.merge_from_dict(args.cfg_options)
-    if args.work_dir:
-        cfg.work_dir = args.work_dir
-    elif cfg.get("work_dir", None) is None:
-        cfg.work_dir = osp.join("work_dirs", osp.splitext(osp.basename(args.config))[0])
+    cfg = load_config(args.config, args.launcher, args.cfg_options, args.work_dir)
     if args.amp:
         cfg.optim_wrapper.type = "AmpOptimWrapper"
         cfg.optim_wrapper.loss_scale = "dynamic"
