@@ -34,7 +34,9 @@ from timm.data import Mixup, create_dataset, create_loader, resolve_data_config 
 from timm.loss import LabelSmoothingCrossEntropy, SoftTargetCrossEntropy  # noqa: E402
 from timm.optim import create_optimizer_v2  # noqa: E402
 from timm.scheduler import create_scheduler_v2  # noqa: E402
-from timm.utils import AverageMeter, CheckpointSaver, ModelEmaV3, accuracy, random_seed, update_summary  # noqa: E402
+from timm.utils import (  # noqa: E402
+    AverageMeter, CheckpointSaver, ModelEmaV3, NativeScaler, accuracy, random_seed, update_summary,
+)
 from tqdm import tqdm  # noqa: E402
 
 import visionattn  # noqa: E402,F401  (registers the families)
@@ -196,6 +198,25 @@ def reduce_mean(value: torch.Tensor, world_size: int) -> torch.Tensor:
     return value / world_size
 
 
+def restore_checkpoint(path, model, optimizer, loss_scaler, model_ema) -> int:
+    """Restore what ``CheckpointSaver`` wrote (model, optimizer, AMP scaler, EMA); returns the epoch to start at."""
+    from visionattn.models._helpers import load_checkpoint_file
+
+    checkpoint = load_checkpoint_file(path)
+    if "state_dict" not in checkpoint or "epoch" not in checkpoint:
+        raise ValueError(f"--resume {path}: not a training checkpoint (no 'state_dict'/'epoch'); "
+                         "use --initial-checkpoint for plain weights")
+    model.load_state_dict(checkpoint["state_dict"])
+    if optimizer is not None and "optimizer" in checkpoint:
+        optimizer.load_state_dict(checkpoint["optimizer"])
+    if loss_scaler is not None and loss_scaler.state_dict_key in checkpoint:
+        loss_scaler.load_state_dict(checkpoint[loss_scaler.state_dict_key])
+    if model_ema is not None and "state_dict_ema" in checkpoint:
+        model_ema.module.load_state_dict(checkpoint["state_dict_ema"])
+    # CheckpointSaver (version 2) stores the finished epoch; training resumes at the next one.
+    return checkpoint["epoch"] + 1
+
+
 def train_one_epoch(epoch, model, loader, optimizer, loss_fn, args, device, autocast, loss_scaler, lr_scheduler,
                     model_ema, mixup_fn, num_updates_start):
     model.train()
@@ -216,12 +237,7 @@ def train_one_epoch(epoch, model, loader, optimizer, loss_fn, args, device, auto
             raise FloatingPointError(f"loss is {loss.item()} at epoch {epoch}; lower --lr or disable --amp")
         optimizer.zero_grad(set_to_none=True)
         if loss_scaler is not None:
-            loss_scaler.scale(loss).backward()
-            if args.clip_grad is not None:
-                loss_scaler.unscale_(optimizer)
-                nn.utils.clip_grad_norm_(model.parameters(), args.clip_grad)
-            loss_scaler.step(optimizer)
-            loss_scaler.update()
+            loss_scaler(loss, optimizer, clip_grad=args.clip_grad, parameters=model.parameters())
         else:
             loss.backward()
             if args.clip_grad is not None:
@@ -267,7 +283,8 @@ def make_autocast(args, device):
     if not args.amp:
         return nullcontext, None
     dtype = torch.bfloat16 if (device.type == "cpu" or args.amp_dtype == "bfloat16") else torch.float16
-    scaler = torch.amp.GradScaler(device.type) if dtype == torch.float16 else None
+    # timm's NativeScaler: CheckpointSaver and resume store it under its ``state_dict_key``.
+    scaler = NativeScaler(device.type) if dtype == torch.float16 else None
     return (lambda: torch.autocast(device_type=device.type, dtype=dtype)), scaler
 
 
@@ -316,15 +333,8 @@ def main(argv=None) -> dict:
 
     resume_epoch = None
     if args.resume:
-        from timm.models import resume_checkpoint
-        with torch.serialization.safe_globals([argparse.Namespace]):
-            resume_epoch = resume_checkpoint(model, args.resume, optimizer=None if args.no_resume_opt else optimizer,
-                                             loss_scaler=loss_scaler, log_info=args.rank == 0)
-        if model_ema is not None:
-            from visionattn.models._helpers import load_checkpoint_file
-            state = load_checkpoint_file(args.resume)
-            if "state_dict_ema" in state:
-                model_ema.module.load_state_dict(state["state_dict_ema"])
+        resume_epoch = restore_checkpoint(args.resume, model, None if args.no_resume_opt else optimizer, loss_scaler,
+                                          model_ema)
 
     train_model = model
     if args.distributed:
