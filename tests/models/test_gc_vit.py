@@ -271,7 +271,7 @@ def test_window_24_everywhere_at_512():
                               features_only=True).eval()
     sd = checkpoint_filter_fn(src.state_dict(), timm.create_model("gc_vit_xxtiny", window_size=24))
     assert sd["stages.0.blocks.0.attn.relative_position_bias_table"].shape == (47 * 47, 2)
-    sd = {k.replace("stages.", "stages_", 1): v for k, v in sd.items() if not k.startswith(("head.", "norm."))}
+    sd = {"model." + k: v for k, v in sd.items() if not k.startswith(("head.", "norm."))}  # FeatureGetterNet
     model.load_state_dict(sd, strict=True)
     with torch.no_grad():
         feats = model(torch.randn(1, 3, 512, 512))

@@ -28,17 +28,17 @@ from __future__ import annotations
 import logging
 import math
 import re
-from typing import Dict, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Dict, Mapping, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from timm.layers import ClassifierHead, DropPath, LayerNorm2d, LayerScale, Mlp, trunc_normal_
-from timm.models import build_model_with_cfg, generate_default_cfgs, register_model
-from timm.models._features import feature_take_indices
+from timm.models import generate_default_cfgs, register_model
 from timm.models._manipulate import checkpoint
 
+from ._contract import StagedBackbone, create_backbone
 from ._helpers import check_converted, load_checkpoint_file, resize_rel_pos_table, unwrap_state_dict
 
 __all__ = ["GCViT", "checkpoint_filter_fn"]
@@ -337,12 +337,15 @@ class GCViTStage(nn.Module):
         return x.permute(0, 3, 1, 2).contiguous()
 
 
-class GCViT(nn.Module):
+class GCViT(StagedBackbone):
     """Global Context ViT for any input size.
 
     ``forward``: ``[B, in_chans, H, W]`` -> ``[B, num_classes]``; ``forward_features``: -> ``[B, C4, H/32, W/32]``
     (ceil at every stride-2 step), final LayerNorm applied.
     """
+
+    stage_extra_pattern = r"downsample|global_query"
+    no_weight_decay_patterns = ("relative_position_bias_table",)
 
     def __init__(
             self,
@@ -427,36 +430,6 @@ class GCViT(nn.Module):
             if module.bias is not None:
                 nn.init.zeros_(module.bias)
 
-    @torch.jit.ignore
-    def no_weight_decay(self) -> set:
-        return {name for name, _ in self.named_parameters() if "relative_position_bias_table" in name}
-
-    @torch.jit.ignore
-    def group_matcher(self, coarse: bool = False) -> Dict:
-        return dict(
-            stem=r"^stem",
-            blocks=r"^stages\.(\d+)" if coarse else [
-                (r"^stages\.(\d+)\.(?:downsample|global_query)", (0,)),
-                (r"^stages\.(\d+)\.blocks\.(\d+)", None),
-                (r"^norm", (99999,)),
-            ],
-        )
-
-    @torch.jit.ignore
-    def set_grad_checkpointing(self, enable: bool = True) -> None:
-        for stage in self.stages:
-            stage.grad_checkpointing = enable
-
-    @torch.jit.ignore
-    def get_classifier(self) -> nn.Module:
-        return self.head.fc
-
-    def reset_classifier(self, num_classes: int, global_pool: Optional[str] = None) -> None:
-        self.num_classes = num_classes
-        if global_pool is not None:
-            self.global_pool = global_pool
-        self.head.reset(num_classes, pool_type=global_pool)
-
     def load_pretrained(self, checkpoint_path: str) -> None:
         """Load an official, timm or visionattn GC ViT checkpoint file into this model.
 
@@ -474,72 +447,6 @@ class GCViT(nn.Module):
             _logger.info("classifier not loaded from %s (%s)", checkpoint_path, ", ".join(missing) or "none in model")
         else:
             self.load_state_dict(state_dict, strict=True)
-
-    def forward_intermediates(
-            self,
-            x: torch.Tensor,
-            indices: Optional[Union[int, List[int]]] = None,
-            norm: bool = False,
-            stop_early: bool = False,
-            output_fmt: str = "NCHW",
-            intermediates_only: bool = False,
-    ) -> Union[List[torch.Tensor], Tuple[torch.Tensor, List[torch.Tensor]]]:
-        """Stage outputs ``[B, C_i, H / 2**(i+2), W / 2**(i+2)]`` for the stages in ``indices``.
-
-        Args:
-            indices: the last n stages if an int, all if None, else the listed stage indices.
-            norm: apply the final norm to the last stage's output when it is taken.
-            stop_early: stop after the last stage taken.
-            output_fmt: 'NCHW' or 'NHWC'.
-            intermediates_only: return only the list.
-        """
-        if output_fmt not in ("NCHW", "NHWC"):
-            raise ValueError(f"output_fmt must be 'NCHW' or 'NHWC', got {output_fmt!r}")
-        take_indices, max_index = feature_take_indices(len(self.stages), indices)
-        last_index = len(self.stages) - 1
-        stages = self.stages if torch.jit.is_scripting() or not stop_early else self.stages[:max_index + 1]
-        intermediates = []
-        x = self.stem(x)
-        for i, stage in enumerate(stages):
-            x = stage(x)
-            if i in take_indices:
-                feat = self.norm(x) if norm and i == last_index else x
-                intermediates.append(feat.permute(0, 2, 3, 1) if output_fmt == "NHWC" else feat)
-        if intermediates_only:
-            return intermediates
-        if len(stages) == len(self.stages):
-            x = self.norm(x)
-        return x, intermediates
-
-    def prune_intermediate_layers(
-            self,
-            indices: Union[int, List[int]] = 1,
-            prune_norm: bool = False,
-            prune_head: bool = True,
-    ) -> List[int]:
-        """Drop the stages (and optionally the final norm and head) after the last index in ``indices``."""
-        take_indices, max_index = feature_take_indices(len(self.stages), indices)
-        if max_index < len(self.stages) - 1:
-            # the final norm and the head are sized for the last stage, which is gone
-            self.num_features = self.head_hidden_size = self.feature_info[max_index]["num_chs"]
-            prune_norm = prune_head = True
-        self.stages = self.stages[:max_index + 1]
-        if prune_norm:
-            self.norm = nn.Identity()
-        if prune_head:
-            self.head = ClassifierHead(self.num_features, 0, pool_type="", drop_rate=self.drop_rate)
-            self.num_classes, self.global_pool = 0, ""
-        return take_indices
-
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        """``[B, in_chans, H, W]`` -> ``[B, C4, H / 32, W / 32]`` (normalised)."""
-        return self.norm(self.stages(self.stem(x)))
-
-    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
-        return self.head(x, pre_logits=pre_logits)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.forward_features(x))
 
 
 # -- checkpoint conversion ---------------------------------------------------------------------------------------
@@ -647,12 +554,8 @@ def checkpoint_filter_fn(state_dict: Mapping, model: GCViT) -> Dict[str, torch.T
 # -- model creation ----------------------------------------------------------------------------------------------
 
 def _create_gc_vit(variant: str, pretrained: bool = False, **kwargs) -> GCViT:
-    return build_model_with_cfg(
-        GCViT, variant, pretrained,
-        pretrained_filter_fn=checkpoint_filter_fn,
-        feature_cfg=dict(out_indices=(0, 1, 2, 3), flatten_sequential=True),
-        **kwargs,
-    )
+    return create_backbone(
+        GCViT, variant, pretrained, checkpoint_filter_fn, num_stages=len(kwargs.get("depths", (3, 4, 19, 5))), **kwargs)
 
 
 _NV_HF = "https://huggingface.co/nvidia/GCViT/resolve/main/"

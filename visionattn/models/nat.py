@@ -25,18 +25,17 @@ outputs. Differences from the official code, none of which changes the math:
 """
 from __future__ import annotations
 
-import inspect
 import re
-from typing import Any, Dict, List, Optional, Sequence, Set, Tuple, Union
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn as nn
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from timm.layers import ClassifierHead, DropPath, Mlp, trunc_normal_
-from timm.models import build_model_with_cfg, checkpoint_seq, generate_default_cfgs, register_model
-from timm.models._features import feature_take_indices
+from timm.models import generate_default_cfgs, register_model
 
 from ..layers import NeighborhoodAttention2d
+from ._contract import StagedBackbone, create_backbone, run_blocks
 from ._helpers import check_converted, resize_rel_pos_table, unwrap_state_dict
 
 __all__ = ["NAT", "checkpoint_filter_fn"]
@@ -169,10 +168,7 @@ class NATStage(nn.Module):
         ])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.downsample(x)
-        if self.grad_checkpointing and not torch.jit.is_scripting():
-            return checkpoint_seq(self.blocks, x)
-        return self.blocks(x)
+        return run_blocks(self.blocks, self.downsample(x), self.grad_checkpointing)
 
 
 def _per_layer(value: PerLayer, depths: Sequence[int], name: str, default: int) -> List[List[IntOrPair]]:
@@ -201,7 +197,7 @@ def _per_layer(value: PerLayer, depths: Sequence[int], name: str, default: int) 
     return expanded
 
 
-class NAT(nn.Module):
+class NAT(StagedBackbone):
     """NAT / DiNAT backbone and classifier.
 
     Input ``[B, in_chans, H, W]`` of any size; stage ``i`` runs at stride ``4 * 2**i`` with
@@ -222,6 +218,11 @@ class NAT(nn.Module):
             MLP (the official ``drop_rate``). attn_drop_rate: attention-probability dropout.
         drop_path_rate: stochastic depth, rising linearly over all blocks from 0.
     """
+
+    stem_pattern = r"^patch_embed"
+    no_weight_decay_patterns = (".rpb",)  # relative position biases, and (below) every LayerNorm parameter
+    no_weight_decay_norms = True
+    output_fmt = "NHWC"
 
     def __init__(
             self,
@@ -256,7 +257,6 @@ class NAT(nn.Module):
 
         self.num_classes = num_classes
         self.global_pool = global_pool
-        self.output_fmt = "NHWC"
         self.embed_dim = embed_dim
         self.num_features = self.head_hidden_size = dims[-1]
         self.kernel_sizes = kernel_sizes
@@ -306,112 +306,8 @@ class NAT(nn.Module):
             nn.init.ones_(module.weight)
             nn.init.zeros_(module.bias)
 
-    @torch.jit.ignore
-    def no_weight_decay(self) -> Set[str]:
-        """Relative position biases and every LayerNorm parameter."""
-        names = {n for n, _ in self.named_parameters() if n.endswith(".rpb")}
-        for module_name, module in self.named_modules():
-            if isinstance(module, nn.LayerNorm):
-                names.update(f"{module_name}.{n}" for n, _ in module.named_parameters())
-        return names
-
-    @torch.jit.ignore
-    def group_matcher(self, coarse: bool = False) -> Dict[str, Any]:
-        return dict(
-            stem=r"^patch_embed",
-            blocks=r"^stages\.(\d+)" if coarse else [
-                (r"^stages\.(\d+)\.downsample", (0,)),
-                (r"^stages\.(\d+)\.blocks\.(\d+)", None),
-                (r"^norm", (99999,)),
-            ],
-        )
-
-    @torch.jit.ignore
-    def set_grad_checkpointing(self, enable: bool = True) -> None:
-        for stage in self.stages:
-            stage.grad_checkpointing = enable
-
-    @torch.jit.ignore
-    def get_classifier(self) -> nn.Module:
-        return self.head.fc
-
-    def reset_classifier(self, num_classes: int, global_pool: Optional[str] = None) -> None:
-        self.num_classes = num_classes
-        extra = {}
-        if "in_features" in inspect.signature(self.head.reset).parameters:
-            extra["in_features"] = self.num_features  # differs from the head's after pruning stages
-        self.head.reset(num_classes, pool_type=global_pool, **extra)
-        if global_pool is not None:
-            self.global_pool = global_pool
-
-    def forward_intermediates(
-            self,
-            x: torch.Tensor,
-            indices: Optional[Union[int, List[int]]] = None,
-            norm: bool = False,
-            stop_early: bool = False,
-            output_fmt: str = "NCHW",
-            intermediates_only: bool = False,
-    ) -> Union[List[torch.Tensor], Tuple[torch.Tensor, List[torch.Tensor]]]:
-        """Stage outputs (``[B, C_i, H/2**(i+2), W/2**(i+2)]`` for NCHW) and, unless ``intermediates_only``,
-        the final normed NHWC features.
-
-        Args:
-            indices: last n stages if int, all if None, these stages if a sequence.
-            norm: apply the final norm to the last stage's intermediate.
-            stop_early: stop after the last requested stage.
-            output_fmt: ``"NCHW"`` or ``"NHWC"``.
-        """
-        if output_fmt not in ("NCHW", "NHWC"):
-            raise ValueError(f"NAT.forward_intermediates: output_fmt must be 'NCHW' or 'NHWC', got {output_fmt!r}")
-        num_stages = len(self.stages)
-        take_indices, max_index = feature_take_indices(num_stages, indices)
-        stages = self.stages if torch.jit.is_scripting() or not stop_early else self.stages[:max_index + 1]
-
-        intermediates = []
-        x = self.patch_embed(x)
-        last = 0
-        for last, stage in enumerate(stages):
-            x = stage(x)
-            if last in take_indices:
-                feat = self.norm(x) if norm and last == num_stages - 1 else x
-                intermediates.append(feat.permute(0, 3, 1, 2).contiguous() if output_fmt == "NCHW" else feat)
-        if intermediates_only:
-            return intermediates
-        if last == num_stages - 1:
-            x = self.norm(x)
-        return x, intermediates
-
-    def prune_intermediate_layers(
-            self,
-            indices: Union[int, List[int]] = 1,
-            prune_norm: bool = False,
-            prune_head: bool = True,
-    ) -> List[int]:
-        """Drop the stages (and norm / head) not needed to produce the requested intermediates."""
-        take_indices, max_index = feature_take_indices(len(self.stages), indices)
-        prune_end = max_index < len(self.stages) - 1
-        self.stages = self.stages[:max_index + 1]
-        if prune_norm or prune_end:
-            self.norm = nn.Identity()  # sized for the last stage only
-        if prune_end:
-            self.num_features = self.head_hidden_size = self.feature_info[max_index]["num_chs"]
-        if prune_head or prune_end:
-            self.reset_classifier(0, "")
-        return take_indices
-
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        """``[B, in_chans, H, W] -> [B, ceil(H/32), ceil(W/32), num_features]`` (normed, NHWC)."""
-        x = self.patch_embed(x)
-        x = self.stages(x)
-        return self.norm(x)
-
-    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
-        """NHWC features -> pooled ``[B, num_features]`` if ``pre_logits`` else logits ``[B, num_classes]``."""
-        return self.head(x, pre_logits=True) if pre_logits else self.head(x)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.forward_features(x))
+    def forward_stem(self, x: torch.Tensor) -> torch.Tensor:
+        return self.patch_embed(x)
 
 
 _LEVEL_DOWNSAMPLE = re.compile(r"^levels\.(\d+)\.downsample\.(.+)$")
@@ -448,17 +344,8 @@ def checkpoint_filter_fn(state_dict: Dict[str, Any], model: NAT) -> Dict[str, to
 
 
 def _create_nat(variant: str, pretrained: bool = False, **kwargs) -> NAT:
-    out_indices = kwargs.pop("out_indices", tuple(range(len(kwargs.get("depths", (3, 4, 18, 5))))))
-    return build_model_with_cfg(
-        NAT,
-        variant,
-        pretrained,
-        pretrained_filter_fn=checkpoint_filter_fn,
-        # 'getter' runs forward_intermediates, so features come out NCHW (FeatureListNet would return this
-        # NHWC model's maps as NHWC, as timm's Swin does); flatten_sequential serves feature_cls='hook'/'dict'.
-        feature_cfg=dict(feature_cls="getter", flatten_sequential=True, out_indices=out_indices),
-        **kwargs,
-    )
+    return create_backbone(
+        NAT, variant, pretrained, checkpoint_filter_fn, num_stages=len(kwargs.get("depths", (3, 4, 18, 5))), **kwargs)
 
 
 def _cfg(url: str = "", **kwargs) -> Dict[str, Any]:

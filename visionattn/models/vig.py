@@ -40,6 +40,7 @@ from timm.models._features import feature_take_indices
 from timm.models._manipulate import checkpoint, checkpoint_seq
 
 from ..layers.gla import BiGatedLinearAttention2d, Fp32RmsNorm
+from ._contract import StagedBackbone, create_backbone, run_blocks
 from ._helpers import check_converted, unwrap_state_dict
 
 __all__ = ["HierarchicalViG", "ViG", "checkpoint_filter_fn"]
@@ -135,15 +136,8 @@ class HierarchicalStage(nn.Module):
             HierarchicalBlock(out_dim, num_heads, drop_path=drop_path[i], backend=backend) for i in range(depth)
         ])
 
-    def set_grad_checkpointing(self, enable: bool = True) -> None:
-        self.grad_checkpointing = enable
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.downsample(x).permute(0, 2, 3, 1)
-        if self.grad_checkpointing and not torch.jit.is_scripting():
-            x = checkpoint_seq(self.blocks, x)
-        else:
-            x = self.blocks(x)
+        x = run_blocks(self.blocks, self.downsample(x).permute(0, 2, 3, 1), self.grad_checkpointing)
         return x.permute(0, 3, 1, 2)
 
 
@@ -216,7 +210,7 @@ def _init_linear(module: nn.Module) -> None:
             nn.init.zeros_(module.bias)
 
 
-class HierarchicalViG(nn.Module):
+class HierarchicalViG(StagedBackbone):
     """ViG-H. Input ``[B, in_chans, H, W]`` of any size; features NCHW at strides 4, 8, 16, 32."""
 
     def __init__(
@@ -241,7 +235,6 @@ class HierarchicalViG(nn.Module):
         self.num_classes = num_classes
         self.global_pool = global_pool
         self.num_features = self.head_hidden_size = dims[-1]
-        self.grad_checkpointing = False
         self.drop_rate = drop_rate
 
         self.stem = Stem(in_chans, dims[0])
@@ -256,104 +249,12 @@ class HierarchicalViG(nn.Module):
             self.feature_info.append(dict(num_chs=dims[i], reduction=4 * 2 ** i, module=f"stages.{i}"))
         self.stages = nn.Sequential(*stages)
         # the official classifier normalises the map (LN2d) before pooling
-        self.norm_pre = LayerNorm2d(dims[-1], eps=1e-5)
+        self.norm = LayerNorm2d(dims[-1], eps=1e-5)
         self.head = ClassifierHead(dims[-1], num_classes, pool_type=global_pool, drop_rate=drop_rate)
         self.apply(_init_linear)
         for module in self.modules():
             if isinstance(module, BiGatedLinearAttention2d):
                 nn.init.xavier_uniform_(module.in_proj[0].weight, gain=2 ** -2.5)
-
-    @torch.jit.ignore
-    def no_weight_decay(self) -> set:
-        return set()
-
-    @torch.jit.ignore
-    def group_matcher(self, coarse: bool = False) -> Dict:
-        return dict(
-            stem=r"^stem",
-            blocks=r"^stages\.(\d+)" if coarse else [
-                (r"^stages\.(\d+)\.downsample", (0,)),
-                (r"^stages\.(\d+)\.blocks\.(\d+)", None),
-                (r"^norm_pre", (99999,)),
-            ],
-        )
-
-    @torch.jit.ignore
-    def set_grad_checkpointing(self, enable: bool = True) -> None:
-        self.grad_checkpointing = enable
-        for stage in self.stages:
-            stage.set_grad_checkpointing(enable)
-
-    @torch.jit.ignore
-    def get_classifier(self) -> nn.Module:
-        return self.head.fc
-
-    def reset_classifier(self, num_classes: int, global_pool: Optional[str] = None) -> None:
-        self.num_classes = num_classes
-        if global_pool is not None:
-            self.global_pool = global_pool
-        self.head.reset(num_classes, pool_type=global_pool)
-
-    def forward_intermediates(
-            self,
-            x: torch.Tensor,
-            indices: Optional[Union[int, List[int]]] = None,
-            norm: bool = False,
-            stop_early: bool = False,
-            output_fmt: str = "NCHW",
-            intermediates_only: bool = False,
-    ) -> Union[List[torch.Tensor], Tuple[torch.Tensor, List[torch.Tensor]]]:
-        """Stage outputs (NCHW or NHWC); ``norm`` applies the final LN2d to the last stage's output."""
-        if output_fmt not in ("NCHW", "NHWC"):
-            raise ValueError(f"output_fmt must be 'NCHW' or 'NHWC', got {output_fmt!r}")
-        intermediates = []
-        take_indices, max_index = feature_take_indices(len(self.stages), indices)
-        last_idx = len(self.stages) - 1
-        stages = self.stages if torch.jit.is_scripting() or not stop_early else self.stages[:max_index + 1]
-        x = self.stem(x)
-        feat_idx = -1
-        for feat_idx, stage in enumerate(stages):
-            x = stage(x)
-            if feat_idx in take_indices:
-                x_inter = self.norm_pre(x) if norm and feat_idx == last_idx else x
-                intermediates.append(x_inter.permute(0, 2, 3, 1) if output_fmt == "NHWC" else x_inter)
-        if intermediates_only:
-            return intermediates
-        if feat_idx == last_idx:
-            x = self.norm_pre(x)
-        return x, intermediates
-
-    def prune_intermediate_layers(
-            self,
-            indices: Union[int, List[int]] = 1,
-            prune_norm: bool = False,
-            prune_head: bool = True,
-    ) -> List[int]:
-        take_indices, max_index = feature_take_indices(len(self.stages), indices)
-        self.stages = self.stages[:max_index + 1]
-        if prune_norm or max_index < len(self.feature_info) - 1:
-            self.norm_pre = nn.Identity()
-        if max_index < len(self.feature_info) - 1:
-            self.num_features = self.head_hidden_size = self.feature_info[max_index]["num_chs"]
-        if prune_head or max_index < len(self.feature_info) - 1:
-            self.head = ClassifierHead(self.num_features, 0, pool_type="")
-            self.num_classes = 0
-        return take_indices
-
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        """``[B, 3, H, W]`` -> normalised last map ``[B, C, H/32, W/32]`` (rounded up)."""
-        x = self.stem(x)
-        if self.grad_checkpointing and not torch.jit.is_scripting():
-            x = checkpoint_seq(self.stages, x)
-        else:
-            x = self.stages(x)
-        return self.norm_pre(x)
-
-    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
-        return self.head(x, pre_logits=True) if pre_logits else self.head(x)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.forward_features(x))
 
 
 class ViG(nn.Module):
@@ -519,7 +420,7 @@ _HIERARCHICAL_RULES = (
     (r"^layers\.(\d+)\.blocks\.(\d+)\.norm\.", r"stages.\1.blocks.\2.norm1."),
     (r"^layers\.(\d+)\.blocks\.(\d+)\.op\.", r"stages.\1.blocks.\2.attn."),
     (r"^layers\.(\d+)\.blocks\.(\d+)\.", r"stages.\1.blocks.\2."),
-    (r"^classifier\.norm\.", "norm_pre."),
+    (r"^classifier\.norm\.", "norm."),
     (r"^classifier\.head\.", "head.fc."),
 )
 
@@ -552,7 +453,7 @@ def checkpoint_filter_fn(state_dict: Dict, model: nn.Module) -> Dict[str, torch.
     """Official hustvl/ViG checkpoint (plain or wrapped in ``model`` / ``state_dict``, DDP ``module.``) -> ours.
 
     ViG-H: the official ``HierViG`` layout (and its legacy names ``patch_embed.proj``, ``ln_1``,
-    ``self_attention``, top-level ``norm`` / ``head``) is moved to ``stem`` / ``stages`` / ``norm_pre`` / ``head.fc``;
+    ``self_attention``, top-level ``norm`` / ``head``) is moved to ``stem`` / ``stages`` / ``norm`` / ``head.fc``;
     ``outnorm{i}`` of the OpenMMLab wrapper are dropped. Plain ViG keeps the official names; ``pos_embed`` is
     resized bicubically to the model's grid. Both: 1x1-conv shaped weights ``[out, in, 1, 1]`` (the official
     ``Linear2d`` accepts them) are flattened. Raises one ValueError listing every missing, unexpected and
@@ -584,13 +485,9 @@ def checkpoint_filter_fn(state_dict: Dict, model: nn.Module) -> Dict[str, torch.
 # ---------------------------------------------------------------------------------------------------------------
 
 def _create_vig_h(variant: str, pretrained: bool = False, **kwargs) -> HierarchicalViG:
-    out_indices = kwargs.pop("out_indices", tuple(range(len(kwargs.get("depths", (2, 2, 9, 2))))))
-    return build_model_with_cfg(
-        HierarchicalViG, variant, pretrained,
-        pretrained_filter_fn=checkpoint_filter_fn,
-        feature_cfg=dict(flatten_sequential=True, out_indices=out_indices),
-        **kwargs,
-    )
+    return create_backbone(
+        HierarchicalViG, variant, pretrained, checkpoint_filter_fn, num_stages=len(kwargs.get("depths", (2, 2, 9, 2))),
+        **kwargs)
 
 
 def _create_vig(variant: str, pretrained: bool = False, **kwargs) -> ViG:
