@@ -2,15 +2,20 @@
 
     python tools/timm_suite.py                      # every visionattn model, all tests but the downloads
     python tools/timm_suite.py -k nat_mini -n 2     # extra arguments go to pytest
+    python tools/timm_suite.py --family gc_vit      # only the models of one (or more, comma-separated) module(s)
 
 The sdist is fetched once with pip into ``$VISIONATTN_CACHE/timm-tests/<version>`` (default
-``~/.cache/visionattn``). A conftest there imports ``visionattn`` and narrows ``timm.list_models`` to the names
-visionattn registers, so the suite's parametrisation holds our models only, and our model modules are added to
-the suite's ``FEAT_INTER_FILTERS`` (the models with ``forward_intermediates``). Tests that need pretrained
-weights (downloads) are deselected. Exit code: pytest's.
+``~/.cache/visionattn``); ``VISIONATTN_TIMM_SDIST=/path/to/timm-<version>.tar.gz`` uses a local copy instead (no
+network). A conftest there imports ``visionattn``, narrows ``timm.list_models`` / ``list_pretrained`` to the names
+visionattn registers (or to the ``--family`` modules), and deselects every collected test that is not about one of
+those models (the suite's fixed-name tests on timm's own models: ``resnet18``, ``swin_*`` ...). Our model modules
+are added to the suite's ``FEAT_INTER_FILTERS`` (the models with ``forward_intermediates``). Tests that need
+pretrained weights (downloads) are deselected. At the end a table gives passed / failed / skipped per family
+(timm's module name, e.g. ``nat``, ``gc_vit``, ``vig``) and per model; ``--summary-json PATH`` writes it as JSON.
+Exit code: pytest's.
 """
-from __future__ import annotations
-
+import argparse
+import importlib
 import os
 import re
 import shutil
@@ -24,11 +29,23 @@ DOWNLOAD_TESTS = ("test_model_load_pretrained", "test_model_features_pretrained"
 
 _CONFTEST = '''\
 """Written by visionattn's tools/timm_suite.py: run timm's suite on visionattn's models only."""
+import json
+import os
+from collections import defaultdict
+
+import torch
 import timm
 import timm.models._registry as _registry
 import visionattn  # noqa: F401  (registers the families)
 
-_ours = {name for name, fn in _registry._model_entrypoints.items() if fn.__module__.startswith("visionattn.")}
+if os.environ.get("VISIONATTN_TIMM_SUITE_THREADS"):
+    torch.set_num_threads(int(os.environ["VISIONATTN_TIMM_SUITE_THREADS"]))
+
+_families = [f for f in os.environ.get("VISIONATTN_TIMM_SUITE_FAMILIES", "").split(",") if f]
+_ours = {
+    name: _registry._model_to_module[name] for name, fn in _registry._model_entrypoints.items()
+    if fn.__module__.startswith("visionattn.") and (not _families or _registry._model_to_module[name] in _families)
+}
 _list_models = timm.list_models
 _list_pretrained = timm.list_pretrained
 
@@ -47,7 +64,58 @@ def list_pretrained(*args, **kwargs):
 
 timm.list_models = list_models
 timm.list_pretrained = list_pretrained
+
+
+def _model_of(item):
+    params = getattr(getattr(item, "callspec", None), "params", {})
+    name = params.get("model_name")
+    return name.split(".")[0] if isinstance(name, str) else None
+
+
+def pytest_collection_modifyitems(config, items):
+    # keep only tests about one of our models (the suite also has fixed-name tests on timm's own models)
+    keep, drop = [], []
+    for item in items:
+        model = _model_of(item)
+        if model in _ours:
+            item.user_properties.append(("visionattn_model", model))  # travels with the reports (xdist too)
+            keep.append(item)
+        else:
+            drop.append(item)
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = keep
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    counts = defaultdict(lambda: defaultdict(int))
+    for outcome in ("passed", "failed", "skipped", "error"):
+        for report in terminalreporter.stats.get(outcome, []):
+            model = dict(getattr(report, "user_properties", ())).get("visionattn_model")
+            if model is None or (outcome == "passed" and report.when != "call"):
+                continue
+            counts[model][outcome] += 1
+    if not counts:
+        return
+    families = defaultdict(lambda: defaultdict(int))
+    for model, c in counts.items():
+        for outcome, n in c.items():
+            families[_ours.get(model, "?")][outcome] += n
+    write = terminalreporter.write_line
+    write("")
+    write("visionattn models in timm's suite (passed / failed / skipped / error):")
+    for fam in sorted(families):
+        c = families[fam]
+        write(f"  {fam:<12} {c['passed']:4d} {c['failed']:4d} {c['skipped']:4d} {c['error']:4d}")
+    path = os.environ.get("VISIONATTN_TIMM_SUITE_SUMMARY")
+    if path:
+        with open(path, "w") as f:
+            json.dump({"families": families, "models": counts}, f, indent=1, sort_keys=True)
 '''
+
+
+class SuiteUnavailable(RuntimeError):
+    """timm's test file could not be fetched or found."""
 
 
 def cache_root() -> Path:
@@ -57,7 +125,8 @@ def cache_root() -> Path:
 def our_modules() -> list:
     """timm's registry names a model's module by the last part of its Python module (``nat``, ``gc_vit``, ...)."""
     import timm.models._registry as registry
-    import visionattn  # noqa: F401
+
+    importlib.import_module("visionattn")  # registers the families
 
     return sorted({
         registry._model_to_module[name] for name, fn in registry._model_entrypoints.items()
@@ -65,48 +134,87 @@ def our_modules() -> list:
     })
 
 
+def _fetch_sdist(version: str, tmp: str) -> Path:
+    local = os.environ.get("VISIONATTN_TIMM_SDIST")
+    if local:
+        if not Path(local).is_file():
+            raise SuiteUnavailable(f"VISIONATTN_TIMM_SDIST={local!r} is not a file (want timm-{version}.tar.gz)")
+        return Path(local)
+    cmd = [sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--no-binary", ":all:",
+           f"timm=={version}", "-d", tmp]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    sdists = list(Path(tmp).glob("timm-*.tar.gz"))
+    if proc.returncode != 0 or not sdists:
+        raise SuiteUnavailable(
+            f"could not fetch the timm {version} sdist with pip (needed once, for its tests/test_models.py): "
+            f"`{' '.join(cmd)}` exited {proc.returncode}: {(proc.stderr or proc.stdout).strip()[-800:]}\n"
+            f"Without network, download timm-{version}.tar.gz elsewhere and set VISIONATTN_TIMM_SDIST to its path.")
+    return sdists[0]
+
+
 def prepare(version: str) -> Path:
     """Unpack the sdist's ``tests/test_models.py`` (patched: our modules in FEAT_INTER_FILTERS) and a conftest."""
     target = cache_root() / "timm-tests" / version
-    suite = target / "test_models.py"
-    if not suite.exists():
+    original = target / "test_models.orig"
+    if not original.exists():
         target.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory() as tmp:
-            subprocess.run(
-                [sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--no-binary", ":all:",
-                 f"timm=={version}", "-d", tmp],
-                check=True,
-            )
-            sdist = next(Path(tmp).glob("timm-*.tar.gz"))
-            with tarfile.open(sdist) as tar:
-                member = tar.getmember(f"timm-{version}/tests/test_models.py")
-                with tar.extractfile(member) as src, open(suite.with_suffix(".orig"), "wb") as dst:
-                    shutil.copyfileobj(src, dst)
-    text = suite.with_suffix(".orig").read_text()
+            sdist = _fetch_sdist(version, tmp)
+            try:
+                with tarfile.open(sdist) as tar:
+                    member = tar.getmember(f"timm-{version}/tests/test_models.py")
+                    with tar.extractfile(member) as src, open(tmp + "/test_models.py", "wb") as dst:
+                        shutil.copyfileobj(src, dst)
+            except (KeyError, tarfile.TarError) as err:
+                raise SuiteUnavailable(f"{sdist} has no readable timm-{version}/tests/test_models.py: {err}") from err
+            shutil.move(tmp + "/test_models.py", original)  # only a complete file lands in the cache
+    text = original.read_text()
     marker = "FEAT_INTER_FILTERS = ["
     if marker not in text:
-        raise RuntimeError(f"timm {version}'s tests/test_models.py has no {marker!r}; update tools/timm_suite.py")
+        raise SuiteUnavailable(f"timm {version}'s tests/test_models.py has no {marker!r}; update tools/timm_suite.py")
     modules = ", ".join(repr(m) for m in our_modules())
-    suite.write_text(text.replace(marker, f"{marker}{modules}, ", 1))
+    (target / "test_models.py").write_text(text.replace(marker, f"{marker}{modules}, ", 1))
     (target / "conftest.py").write_text(_CONFTEST)
     return target
+
+
+def build_command(target: Path, pytest_args: list) -> list:
+    args = list(pytest_args)
+    deselect = " and ".join(f"not {name}" for name in DOWNLOAD_TESTS)
+    if "-k" in args:
+        i = args.index("-k")
+        args[i + 1] = f"({args[i + 1]}) and {deselect}"
+    else:
+        args += ["-k", deselect]
+    return [sys.executable, "-m", "pytest", str(target / "test_models.py"), "-p", "no:cacheprovider",
+            "--rootdir", str(target), "-c", os.devnull, "-W", "ignore::pytest.PytestUnknownMarkWarning", *args]
 
 
 def main(argv=None) -> int:
     import timm
 
-    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], add_help=True)
+    parser.add_argument("--family", default="", help="comma-separated timm module names (nat, gc_vit, vig, ...)")
+    parser.add_argument("--summary-json", default="", help="write per-family / per-model counts here")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads in the test process(es)")
+    ours, pytest_args = parser.parse_known_args(sys.argv[1:] if argv is None else argv)
+
+    families = [f for f in ours.family.split(",") if f]
+    unknown = sorted(set(families) - set(our_modules()))
+    if unknown:
+        parser.error(f"--family {','.join(unknown)}: not a visionattn module; choose from {', '.join(our_modules())}")
     version = re.match(r"[\d.]+", timm.__version__).group(0).rstrip(".")
-    target = prepare(version)
-    deselect = " and ".join(f"not {name}" for name in DOWNLOAD_TESTS)
-    if "-k" in argv:
-        i = argv.index("-k")
-        argv[i + 1] = f"({argv[i + 1]}) and {deselect}"
-    else:
-        argv += ["-k", deselect]
-    cmd = [sys.executable, "-m", "pytest", str(target / "test_models.py"), "-p", "no:cacheprovider",
-           "--rootdir", str(target), "-c", os.devnull, "-W", "ignore::pytest.PytestUnknownMarkWarning", *argv]
-    return subprocess.call(cmd, cwd=target)
+    try:
+        target = prepare(version)
+    except SuiteUnavailable as err:
+        print(f"timm_suite: {err}", file=sys.stderr)
+        return 3
+    env = dict(os.environ, VISIONATTN_TIMM_SUITE_FAMILIES=",".join(families))
+    if ours.summary_json:
+        env["VISIONATTN_TIMM_SUITE_SUMMARY"] = str(Path(ours.summary_json).resolve())
+    if ours.threads:
+        env["VISIONATTN_TIMM_SUITE_THREADS"] = str(ours.threads)
+    return subprocess.call(build_command(target, pytest_args), cwd=target, env=env)
 
 
 if __name__ == "__main__":

@@ -22,7 +22,6 @@ Device and dtype follow timm's ``dd`` convention: constructors take ``device=Non
 ``**dd`` to every parameter and buffer they create; the classifier is rebuilt on the model's own device and
 dtype (:func:`timm.layers.get_device_dtype`).
 """
-from __future__ import annotations
 
 from typing import Any, Dict, List, Optional, Set, Tuple, Union
 

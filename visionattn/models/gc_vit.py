@@ -35,7 +35,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from timm.layers import ClassifierHead, DropPath, LayerNorm2d, LayerScale, Mlp, trunc_normal_
-from timm.models import generate_default_cfgs, register_model
+from timm.models import generate_default_cfgs, register_model, register_notrace_function
 from timm.models._manipulate import checkpoint
 
 from ._contract import StagedBackbone, create_backbone
@@ -78,10 +78,11 @@ def _per_stage(values, num_stages: int, name: str) -> tuple:
     return values
 
 
-def _relative_position_index(window_size: Tuple[int, int]) -> torch.Tensor:
+def _relative_position_index(window_size: Tuple[int, int], device=None) -> torch.Tensor:
     """Swin's index ``[N, N]`` (N = wh * ww) into a ``[(2wh - 1) * (2ww - 1), heads]`` bias table."""
     wh, ww = window_size
-    coords = torch.stack(torch.meshgrid(torch.arange(wh), torch.arange(ww), indexing="ij")).flatten(1)  # [2, N]
+    coords = torch.stack(torch.meshgrid(
+        torch.arange(wh, device=device), torch.arange(ww, device=device), indexing="ij")).flatten(1)  # [2, N]
     delta = coords[:, :, None] - coords[:, None, :]  # [2, N, N], query minus key
     return (delta[0] + wh - 1) * (2 * ww - 1) + (delta[1] + ww - 1)
 
@@ -89,12 +90,13 @@ def _relative_position_index(window_size: Tuple[int, int]) -> torch.Tensor:
 class SqueezeExcite(nn.Module):
     """Squeeze-and-excitation with Linear layers (no bias) and GELU, reduction 0.25. ``[B, C, H, W]`` in and out."""
 
-    def __init__(self, dim: int, rd_ratio: float = 0.25):
+    def __init__(self, dim: int, rd_ratio: float = 0.25, device=None, dtype=None):
+        dd = dict(device=device, dtype=dtype)
         super().__init__()
         rd_dim = int(dim * rd_ratio)
-        self.fc1 = nn.Linear(dim, rd_dim, bias=False)
+        self.fc1 = nn.Linear(dim, rd_dim, bias=False, **dd)
         self.act = nn.GELU()
-        self.fc2 = nn.Linear(rd_dim, dim, bias=False)
+        self.fc2 = nn.Linear(rd_dim, dim, bias=False, **dd)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         scale = torch.sigmoid(self.fc2(self.act(self.fc1(x.mean(dim=(2, 3))))))
@@ -104,12 +106,13 @@ class SqueezeExcite(nn.Module):
 class FusedMBConv(nn.Module):
     """Residual fused-MBConv: ``x + pw(se(gelu(dw3x3(x))))``, all convs without bias. ``[B, C, H, W]`` in and out."""
 
-    def __init__(self, dim: int):
+    def __init__(self, dim: int, device=None, dtype=None):
+        dd = dict(device=device, dtype=dtype)
         super().__init__()
-        self.conv_dw = nn.Conv2d(dim, dim, 3, 1, 1, groups=dim, bias=False)
+        self.conv_dw = nn.Conv2d(dim, dim, 3, 1, 1, groups=dim, bias=False, **dd)
         self.act = nn.GELU()
-        self.se = SqueezeExcite(dim)
-        self.conv_pw = nn.Conv2d(dim, dim, 1, 1, 0, bias=False)
+        self.se = SqueezeExcite(dim, **dd)
+        self.conv_pw = nn.Conv2d(dim, dim, 1, 1, 0, bias=False, **dd)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x + self.conv_pw(self.se(self.act(self.conv_dw(x))))
@@ -118,12 +121,13 @@ class FusedMBConv(nn.Module):
 class ReduceSize(nn.Module):
     """LN -> fused-MBConv -> 3x3 stride-2 conv -> LN. ``[B, C, H, W]`` -> ``[B, C_out, ceil(H/2), ceil(W/2)]``."""
 
-    def __init__(self, dim: int, dim_out: int, norm_eps: float = 1e-5):
+    def __init__(self, dim: int, dim_out: int, norm_eps: float = 1e-5, device=None, dtype=None):
+        dd = dict(device=device, dtype=dtype)
         super().__init__()
-        self.norm1 = LayerNorm2d(dim, eps=norm_eps)
-        self.mbconv = FusedMBConv(dim)
-        self.reduction = nn.Conv2d(dim, dim_out, 3, 2, 1, bias=False)
-        self.norm2 = LayerNorm2d(dim_out, eps=norm_eps)
+        self.norm1 = LayerNorm2d(dim, eps=norm_eps, **dd)
+        self.mbconv = FusedMBConv(dim, **dd)
+        self.reduction = nn.Conv2d(dim, dim_out, 3, 2, 1, bias=False, **dd)
+        self.norm2 = LayerNorm2d(dim_out, eps=norm_eps, **dd)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.norm2(self.reduction(self.mbconv(self.norm1(x))))
@@ -132,13 +136,25 @@ class ReduceSize(nn.Module):
 class Stem(nn.Module):
     """3x3 stride-2 conv (with bias) then a dimension-keeping ``ReduceSize``. ``[B, 3, H, W]`` -> stride 4."""
 
-    def __init__(self, in_chans: int, dim: int, norm_eps: float = 1e-5):
+    def __init__(self, in_chans: int, dim: int, norm_eps: float = 1e-5, device=None, dtype=None):
+        dd = dict(device=device, dtype=dtype)
         super().__init__()
-        self.conv = nn.Conv2d(in_chans, dim, 3, 2, 1)
-        self.down = ReduceSize(dim, dim, norm_eps=norm_eps)
+        self.conv = nn.Conv2d(in_chans, dim, 3, 2, 1, **dd)
+        self.down = ReduceSize(dim, dim, norm_eps=norm_eps, **dd)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.down(self.conv(x))
+
+
+@register_notrace_function
+def resize_to_window(x: torch.Tensor, window_size: Tuple[int, int]) -> torch.Tensor:
+    """Bicubically resize ``[B, C, h, w]`` to the window unless it already is.
+
+    A shape test, so FX keeps it a leaf (registered no-trace; its name must not start with ``_`` for that).
+    """
+    if x.shape[-2] != window_size[0] or x.shape[-1] != window_size[1]:
+        x = F.interpolate(x, size=[window_size[0], window_size[1]], mode="bicubic", align_corners=False)
+    return x
 
 
 class GlobalQueryGen(nn.Module):
@@ -148,9 +164,10 @@ class GlobalQueryGen(nn.Module):
     backbone does the same). ``[B, C, H, W]`` -> ``[B, wh, ww, C]``.
     """
 
-    def __init__(self, dim: int, num_blocks: int, pool: bool, window_size: Tuple[int, int]):
+    def __init__(
+            self, dim: int, num_blocks: int, pool: bool, window_size: Tuple[int, int], device=None, dtype=None):
         super().__init__()
-        self.blocks = nn.ModuleList([FusedMBConv(dim) for _ in range(num_blocks)])
+        self.blocks = nn.ModuleList([FusedMBConv(dim, device=device, dtype=dtype) for _ in range(num_blocks)])
         self.pool = pool
         self.window_size = window_size
 
@@ -159,9 +176,7 @@ class GlobalQueryGen(nn.Module):
             x = block(x)
             if self.pool:
                 x = F.max_pool2d(x, kernel_size=3, stride=2, padding=1)
-        if tuple(x.shape[-2:]) != self.window_size:
-            x = F.interpolate(x, size=self.window_size, mode="bicubic", align_corners=False)
-        return x.permute(0, 2, 3, 1)
+        return resize_to_window(x, self.window_size).permute(0, 2, 3, 1)
 
 
 class WindowAttention(nn.Module):
@@ -180,20 +195,32 @@ class WindowAttention(nn.Module):
             qkv_bias: bool = True,
             attn_drop: float = 0.,
             proj_drop: float = 0.,
+            device=None,
+            dtype=None,
     ):
+        dd = dict(device=device, dtype=dtype)
         super().__init__()
         self.num_heads = num_heads
         self.head_dim = dim // num_heads
         self.window_size = window_size
         self.use_global = use_global
-        self.qkv = nn.Linear(dim, dim * (2 if use_global else 3), bias=qkv_bias)
+        self.qkv = nn.Linear(dim, dim * (2 if use_global else 3), bias=qkv_bias, **dd)
         num_rel = (2 * window_size[0] - 1) * (2 * window_size[1] - 1)
-        self.relative_position_bias_table = nn.Parameter(torch.zeros(num_rel, num_heads))
-        self.register_buffer("relative_position_index", _relative_position_index(window_size), persistent=False)
+        self.relative_position_bias_table = nn.Parameter(torch.zeros(num_rel, num_heads, **dd))
+        n = window_size[0] * window_size[1]
+        self.register_buffer(
+            "relative_position_index", torch.empty(n, n, device=device, dtype=torch.long), persistent=False)
         self.attn_drop = attn_drop
-        self.proj = nn.Linear(dim, dim)
+        self.proj = nn.Linear(dim, dim, **dd)
         self.proj_drop = nn.Dropout(proj_drop)
         trunc_normal_(self.relative_position_bias_table, std=.02)
+        self.init_non_persistent_buffers()
+
+    def init_non_persistent_buffers(self) -> None:
+        """Fill the relative-position index (after ``to_empty``: ``timm.models.reinit_non_persistent_buffers``)."""
+        index = self.relative_position_index
+        with torch.no_grad():
+            index.copy_(_relative_position_index(self.window_size, device=index.device))
 
     def relative_position_bias(self) -> torch.Tensor:
         """``[heads, N, N]`` bias added to the attention logits."""
@@ -204,6 +231,8 @@ class WindowAttention(nn.Module):
     def forward(self, x: torch.Tensor, q_global: Optional[torch.Tensor] = None) -> torch.Tensor:
         num_windows_total, n, c = x.shape
         if self.use_global:
+            if q_global is None:
+                raise ValueError("WindowAttention(use_global=True) needs q_global [B, heads, N, head_dim]")
             kv = self.qkv(x).reshape(num_windows_total, n, 2, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
             k, v = kv.unbind(0)
             batch = q_global.shape[0]
@@ -254,31 +283,33 @@ class GCViTBlock(nn.Module):
             attn_drop: float = 0.,
             drop_path: float = 0.,
             norm_eps: float = 1e-5,
+            device=None,
+            dtype=None,
     ):
+        dd = dict(device=device, dtype=dtype)
         super().__init__()
         self.window_size = window_size
-        self.norm1 = nn.LayerNorm(dim, eps=norm_eps)
+        self.norm1 = nn.LayerNorm(dim, eps=norm_eps, **dd)
         self.attn = WindowAttention(
             dim, num_heads, window_size, use_global=use_global, qkv_bias=qkv_bias,
-            attn_drop=attn_drop, proj_drop=proj_drop)
-        self.ls1 = LayerScale(dim, layer_scale) if layer_scale is not None else nn.Identity()
+            attn_drop=attn_drop, proj_drop=proj_drop, **dd)
+        self.ls1 = LayerScale(dim, layer_scale, **dd) if layer_scale is not None else nn.Identity()
         self.drop_path1 = DropPath(drop_path) if drop_path > 0. else nn.Identity()
-        self.norm2 = nn.LayerNorm(dim, eps=norm_eps)
-        self.mlp = Mlp(dim, int(dim * mlp_ratio), act_layer=nn.GELU, drop=proj_drop)
-        self.ls2 = LayerScale(dim, layer_scale) if layer_scale is not None else nn.Identity()
+        self.norm2 = nn.LayerNorm(dim, eps=norm_eps, **dd)
+        self.mlp = Mlp(dim, int(dim * mlp_ratio), act_layer=nn.GELU, drop=proj_drop, **dd)
+        self.ls2 = LayerScale(dim, layer_scale, **dd) if layer_scale is not None else nn.Identity()
         self.drop_path2 = DropPath(drop_path) if drop_path > 0. else nn.Identity()
 
     def _attention(self, x: torch.Tensor, q_global: Optional[torch.Tensor]) -> torch.Tensor:
+        # pad and crop unconditionally (zero-size pads are no-ops): no Python branch on the map size, so FX,
+        # TorchScript and dynamic-shape torch.compile see one graph for every input size
         _, h, w, _ = x.shape
         wh, ww = self.window_size
         pad_h, pad_w = (wh - h % wh) % wh, (ww - w % ww) % ww
-        if pad_h or pad_w:
-            x = F.pad(x, (0, 0, 0, pad_w, 0, pad_h))
+        x = F.pad(x, (0, 0, 0, pad_w, 0, pad_h))
         windows = self.attn(window_partition(x, self.window_size), q_global)
         x = window_reverse(windows, self.window_size, h + pad_h, w + pad_w)
-        if pad_h or pad_w:
-            x = x[:, :h, :w, :].contiguous()
-        return x
+        return x[:, :h, :w, :].contiguous()
 
     def forward(self, x: torch.Tensor, q_global: Optional[torch.Tensor] = None) -> torch.Tensor:
         x = x + self.drop_path1(self.ls1(self._attention(self.norm1(x), q_global)))
@@ -309,16 +340,19 @@ class GCViTStage(nn.Module):
             attn_drop: float = 0.,
             drop_path: Sequence[float] = (),
             norm_eps: float = 1e-5,
+            device=None,
+            dtype=None,
     ):
+        dd = dict(device=device, dtype=dtype)
         super().__init__()
-        self.downsample = ReduceSize(dim_in, dim, norm_eps=norm_eps) if downsample else nn.Identity()
-        self.global_query = GlobalQueryGen(dim, query_blocks, query_pool, window_size)
+        self.downsample = ReduceSize(dim_in, dim, norm_eps=norm_eps, **dd) if downsample else nn.Identity()
+        self.global_query = GlobalQueryGen(dim, query_blocks, query_pool, window_size, **dd)
         self.num_heads = num_heads
         self.blocks = nn.ModuleList([
             GCViTBlock(
                 dim, num_heads, window_size, use_global=i % 2 == 1, mlp_ratio=mlp_ratio, qkv_bias=qkv_bias,
                 layer_scale=layer_scale, proj_drop=proj_drop, attn_drop=attn_drop,
-                drop_path=drop_path[i] if len(drop_path) else 0., norm_eps=norm_eps)
+                drop_path=drop_path[i] if len(drop_path) else 0., norm_eps=norm_eps, **dd)
             for i in range(depth)
         ])
         self.grad_checkpointing = False
@@ -366,6 +400,8 @@ class GCViT(StagedBackbone):
             attn_drop_rate: float = 0.,
             drop_path_rate: float = 0.,
             norm_eps: float = 1e-5,
+            device=None,
+            dtype=None,
     ):
         """
         Args:
@@ -376,6 +412,7 @@ class GCViT(StagedBackbone):
                 classification: True, True, False, False; official detection with window 24: True, True, True, False).
             layer_scale: initial LayerScale value, or None for no layer scale (xxtiny ... tiny2).
         """
+        dd = dict(device=device, dtype=dtype)
         super().__init__()
         if not isinstance(in_chans, int) or in_chans < 1:
             raise ValueError(f"in_chans must be a positive int, got {in_chans!r}")
@@ -406,7 +443,7 @@ class GCViT(StagedBackbone):
         self.window_size = windows
         self.num_features = self.head_hidden_size = dims[-1]
 
-        self.stem = Stem(in_chans, embed_dim, norm_eps=norm_eps)
+        self.stem = Stem(in_chans, embed_dim, norm_eps=norm_eps, **dd)
         # drop path rises linearly over all blocks, as in the official code
         dpr = torch.linspace(0, drop_path_rate, sum(depths), device="cpu").tolist()
         stages, self.feature_info = [], []
@@ -415,11 +452,12 @@ class GCViT(StagedBackbone):
                 dim_in=dims[max(i - 1, 0)], dim=dims[i], depth=depths[i], num_heads=num_heads[i],
                 window_size=windows[i], downsample=i > 0, query_blocks=query_blocks[i], query_pool=bool(query_pool[i]),
                 mlp_ratio=mlp_ratio, qkv_bias=qkv_bias, layer_scale=layer_scale, proj_drop=proj_drop_rate,
-                attn_drop=attn_drop_rate, drop_path=dpr[sum(depths[:i]):sum(depths[:i + 1])], norm_eps=norm_eps))
+                attn_drop=attn_drop_rate, drop_path=dpr[sum(depths[:i]):sum(depths[:i + 1])], norm_eps=norm_eps,
+                **dd))
             self.feature_info.append(dict(num_chs=dims[i], reduction=2 ** (i + 2), module=f"stages.{i}"))
         self.stages = nn.Sequential(*stages)
-        self.norm = LayerNorm2d(self.num_features, eps=norm_eps)
-        self.head = ClassifierHead(self.num_features, num_classes, pool_type=global_pool, drop_rate=drop_rate)
+        self.norm = LayerNorm2d(self.num_features, eps=norm_eps, **dd)
+        self.head = ClassifierHead(self.num_features, num_classes, pool_type=global_pool, drop_rate=drop_rate, **dd)
         self.apply(self._init_weights)
 
     @staticmethod

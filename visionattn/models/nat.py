@@ -50,13 +50,15 @@ class ConvTokenizer(nn.Module):
     Padding 1 on both convs makes any input size work: each conv maps a side ``n`` to ``ceil(n / 2)``.
     """
 
-    def __init__(self, in_chans: int = 3, embed_dim: int = 64, norm_layer=nn.LayerNorm) -> None:
+    def __init__(
+            self, in_chans: int = 3, embed_dim: int = 64, norm_layer=nn.LayerNorm, device=None, dtype=None) -> None:
+        dd = dict(device=device, dtype=dtype)
         super().__init__()
         self.proj = nn.Sequential(
-            nn.Conv2d(in_chans, embed_dim // 2, kernel_size=3, stride=2, padding=1),
-            nn.Conv2d(embed_dim // 2, embed_dim, kernel_size=3, stride=2, padding=1),
+            nn.Conv2d(in_chans, embed_dim // 2, kernel_size=3, stride=2, padding=1, **dd),
+            nn.Conv2d(embed_dim // 2, embed_dim, kernel_size=3, stride=2, padding=1, **dd),
         )
-        self.norm = norm_layer(embed_dim)
+        self.norm = norm_layer(embed_dim, **dd)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.norm(self.proj(x).permute(0, 2, 3, 1))
@@ -65,11 +67,14 @@ class ConvTokenizer(nn.Module):
 class ConvDownsampler(nn.Module):
     """3x3 stride-2 conv (no bias) then LayerNorm, NHWC: ``[B, H, W, C] -> [B, ceil(H/2), ceil(W/2), C']``."""
 
-    def __init__(self, dim: int, out_dim: Optional[int] = None, norm_layer=nn.LayerNorm) -> None:
+    def __init__(
+            self, dim: int, out_dim: Optional[int] = None, norm_layer=nn.LayerNorm, device=None, dtype=None,
+    ) -> None:
+        dd = dict(device=device, dtype=dtype)
         super().__init__()
         out_dim = out_dim or 2 * dim
-        self.reduction = nn.Conv2d(dim, out_dim, kernel_size=3, stride=2, padding=1, bias=False)
-        self.norm = norm_layer(out_dim)
+        self.reduction = nn.Conv2d(dim, out_dim, kernel_size=3, stride=2, padding=1, bias=False, **dd)
+        self.norm = norm_layer(out_dim, **dd)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.norm(self.reduction(x.permute(0, 3, 1, 2)).permute(0, 2, 3, 1))
@@ -95,9 +100,12 @@ class NATBlock(nn.Module):
             act_layer=nn.GELU,
             norm_layer=nn.LayerNorm,
             layer_scale: Optional[float] = None,
+            device=None,
+            dtype=None,
     ) -> None:
+        dd = dict(device=device, dtype=dtype)
         super().__init__()
-        self.norm1 = norm_layer(dim)
+        self.norm1 = norm_layer(dim, **dd)
         self.attn = NeighborhoodAttention2d(
             dim,
             num_heads,
@@ -110,21 +118,27 @@ class NATBlock(nn.Module):
             pad_small=True,
         )
         self.drop_path = DropPath(drop_path) if drop_path > 0.0 else nn.Identity()
-        self.norm2 = norm_layer(dim)
-        self.mlp = Mlp(in_features=dim, hidden_features=int(dim * mlp_ratio), act_layer=act_layer, drop=proj_drop)
+        self.norm2 = norm_layer(dim, **dd)
+        self.mlp = Mlp(
+            in_features=dim, hidden_features=int(dim * mlp_ratio), act_layer=act_layer, drop=proj_drop, **dd)
         self.layer_scale = layer_scale is not None
+        # None (no parameter, no state_dict key) without layer scale: the official layout, and TorchScript drops
+        # the ``is not None`` branches of a None attribute
+        self.gamma1: Optional[nn.Parameter] = None
+        self.gamma2: Optional[nn.Parameter] = None
         if self.layer_scale:
-            self.gamma1 = nn.Parameter(torch.full((dim,), float(layer_scale)))
-            self.gamma2 = nn.Parameter(torch.full((dim,), float(layer_scale)))
+            self.gamma1 = nn.Parameter(torch.full((dim,), float(layer_scale), **dd))
+            self.gamma2 = nn.Parameter(torch.full((dim,), float(layer_scale), **dd))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.layer_scale:
-            x = x + self.drop_path(self.gamma1 * self.attn(self.norm1(x)))
-            x = x + self.drop_path(self.gamma2 * self.mlp(self.norm2(x)))
-        else:
-            x = x + self.drop_path(self.attn(self.norm1(x)))
-            x = x + self.drop_path(self.mlp(self.norm2(x)))
-        return x
+        y = self.attn(self.norm1(x))
+        if self.gamma1 is not None:
+            y = self.gamma1 * y
+        x = x + self.drop_path(y)
+        y = self.mlp(self.norm2(x))
+        if self.gamma2 is not None:
+            y = self.gamma2 * y
+        return x + self.drop_path(y)
 
 
 class NATStage(nn.Module):
@@ -146,10 +160,13 @@ class NATStage(nn.Module):
             drop_path: Sequence[float],
             norm_layer,
             layer_scale: Optional[float],
+            device=None,
+            dtype=None,
     ) -> None:
+        dd = dict(device=device, dtype=dtype)
         super().__init__()
         self.grad_checkpointing = False
-        self.downsample = ConvDownsampler(dim, out_dim, norm_layer=norm_layer) if downsample else nn.Identity()
+        self.downsample = ConvDownsampler(dim, out_dim, norm_layer=norm_layer, **dd) if downsample else nn.Identity()
         self.blocks = nn.Sequential(*[
             NATBlock(
                 out_dim,
@@ -163,6 +180,7 @@ class NATStage(nn.Module):
                 drop_path=drop_path[i],
                 norm_layer=norm_layer,
                 layer_scale=layer_scale,
+                **dd,
             )
             for i in range(depth)
         ])
@@ -242,7 +260,10 @@ class NAT(StagedBackbone):
             attn_drop_rate: float = 0.0,
             drop_path_rate: float = 0.2,
             norm_layer=nn.LayerNorm,
+            device=None,
+            dtype=None,
     ) -> None:
+        dd = dict(device=device, dtype=dtype)
         super().__init__()
         depths = tuple(depths)
         num_heads = tuple(num_heads)
@@ -256,13 +277,14 @@ class NAT(StagedBackbone):
         dims = [int(embed_dim * 2 ** i) for i in range(num_stages)]
 
         self.num_classes = num_classes
+        self.in_chans = in_chans
         self.global_pool = global_pool
         self.embed_dim = embed_dim
         self.num_features = self.head_hidden_size = dims[-1]
         self.kernel_sizes = kernel_sizes
         self.dilations = stage_dilations
 
-        self.patch_embed = ConvTokenizer(in_chans=in_chans, embed_dim=embed_dim, norm_layer=norm_layer)
+        self.patch_embed = ConvTokenizer(in_chans=in_chans, embed_dim=embed_dim, norm_layer=norm_layer, **dd)
 
         # Python arithmetic, not torch.linspace(...).item(): the model must build on the meta device.
         total = sum(depths)
@@ -285,13 +307,15 @@ class NAT(StagedBackbone):
                 drop_path=dpr[sum(depths[:i]):sum(depths[:i + 1])],
                 norm_layer=norm_layer,
                 layer_scale=layer_scale,
+                **dd,
             ))
             self.feature_info.append(dict(num_chs=dims[i], reduction=4 * 2 ** i, module=f"stages.{i}"))
         self.stages = nn.Sequential(*stages)
 
-        self.norm = norm_layer(self.num_features)
+        self.norm = norm_layer(self.num_features, **dd)
         self.head = ClassifierHead(
-            self.num_features, num_classes, pool_type=global_pool, drop_rate=drop_rate, input_fmt=self.output_fmt)
+            self.num_features, num_classes, pool_type=global_pool, drop_rate=drop_rate, input_fmt=self.output_fmt,
+            **dd)
 
         self.apply(self._init_weights)
 

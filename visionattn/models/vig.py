@@ -23,8 +23,6 @@ Differences from the official code (none changes the released weights' outputs):
   plain ViG's eval path halves it once more before ``g_norm``; plain ViG models here use ``g_norm`` eps 4e-6,
   which reproduces the released eval outputs exactly (RMSNorm(o / 2, eps) == RMSNorm(o, 4 * eps)).
 """
-from __future__ import annotations
-
 import logging
 import math
 import re
@@ -34,8 +32,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
-from timm.layers import ClassifierHead, DropPath, LayerNorm2d, trunc_normal_
-from timm.models import build_model_with_cfg, generate_default_cfgs, register_model
+from timm.layers import ClassifierHead, DropPath, LayerNorm2d, get_device_dtype, trunc_normal_
+from timm.models import build_model_with_cfg, generate_default_cfgs, register_model, register_notrace_function
 from timm.models._features import feature_take_indices
 from timm.models._manipulate import checkpoint, checkpoint_seq
 
@@ -55,15 +53,29 @@ _logger = logging.getLogger(__name__)
 class SwiGLU(nn.Module):
     """``fc2(silu(a) * b)`` with ``[a, b] = fc1(x)`` (gate first), no biases; channels last ``[..., C]``."""
 
-    def __init__(self, dim: int, hidden: int, names: Tuple[str, str] = ("fc1", "fc2")) -> None:
+    def __init__(self, dim: int, hidden: int, device=None, dtype=None) -> None:
+        dd = dict(device=device, dtype=dtype)
         super().__init__()
-        self._names = names
-        setattr(self, names[0], nn.Linear(dim, 2 * hidden, bias=False))
-        setattr(self, names[1], nn.Linear(hidden, dim, bias=False))
+        self.fc1 = nn.Linear(dim, 2 * hidden, bias=False, **dd)
+        self.fc2 = nn.Linear(hidden, dim, bias=False, **dd)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        gate, value = getattr(self, self._names[0])(x).chunk(2, dim=-1)
-        return getattr(self, self._names[1])(F.silu(gate) * value)
+        gate, value = self.fc1(x).chunk(2, dim=-1)
+        return self.fc2(F.silu(gate) * value)
+
+
+class PlainSwiGLU(nn.Module):
+    """Plain ViG's SwiGLU: the same as :class:`SwiGLU` under the official names ``gate_proj`` / ``down_proj``."""
+
+    def __init__(self, dim: int, hidden: int, device=None, dtype=None) -> None:
+        dd = dict(device=device, dtype=dtype)
+        super().__init__()
+        self.gate_proj = nn.Linear(dim, 2 * hidden, bias=False, **dd)
+        self.down_proj = nn.Linear(hidden, dim, bias=False, **dd)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        gate, value = self.gate_proj(x).chunk(2, dim=-1)
+        return self.down_proj(F.silu(gate) * value)
 
 
 def _swiglu_hidden(dim: int, multiple_of: int) -> int:
@@ -75,13 +87,22 @@ def _swiglu_hidden(dim: int, multiple_of: int) -> int:
 class HierarchicalBlock(nn.Module):
     """ViG-H block on ``[B, H, W, C]``: ``x + GLA2D(LN(x))``, then ``x + SwiGLU(LN(x))``."""
 
-    def __init__(self, dim: int, num_heads: int, drop_path: float = 0.0, backend: Optional[str] = None) -> None:
+    def __init__(
+            self,
+            dim: int,
+            num_heads: int,
+            drop_path: float = 0.0,
+            backend: Optional[str] = None,
+            device=None,
+            dtype=None,
+    ) -> None:
+        dd = dict(device=device, dtype=dtype)
         super().__init__()
-        self.norm1 = nn.LayerNorm(dim, eps=1e-5)
+        self.norm1 = nn.LayerNorm(dim, eps=1e-5, **dd)
         self.attn = BiGatedLinearAttention2d(dim, num_heads, conv_act=False, out_act=False, backend=backend)
         self.drop_path1 = DropPath(drop_path) if drop_path > 0 else nn.Identity()
-        self.norm2 = nn.LayerNorm(dim, eps=1e-5)
-        self.mlp = SwiGLU(dim, _swiglu_hidden(dim, 32))
+        self.norm2 = nn.LayerNorm(dim, eps=1e-5, **dd)
+        self.mlp = SwiGLU(dim, _swiglu_hidden(dim, 32), **dd)
         self.drop_path2 = DropPath(drop_path) if drop_path > 0 else nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -92,13 +113,14 @@ class HierarchicalBlock(nn.Module):
 class Stem(nn.Module):
     """``[B, 3, H, W]`` -> ``[B, C, ceil(H/4), ceil(W/4)]``: two 3x3 stride-2 convs (any input size)."""
 
-    def __init__(self, in_chans: int, dim: int) -> None:
+    def __init__(self, in_chans: int, dim: int, device=None, dtype=None) -> None:
+        dd = dict(device=device, dtype=dtype)
         super().__init__()
-        self.conv1 = nn.Conv2d(in_chans, dim // 2, kernel_size=3, stride=2, padding=1)
-        self.norm1 = LayerNorm2d(dim // 2, eps=1e-5)
+        self.conv1 = nn.Conv2d(in_chans, dim // 2, kernel_size=3, stride=2, padding=1, **dd)
+        self.norm1 = LayerNorm2d(dim // 2, eps=1e-5, **dd)
         self.act = nn.GELU()
-        self.conv2 = nn.Conv2d(dim // 2, dim, kernel_size=3, stride=2, padding=1)
-        self.norm2 = LayerNorm2d(dim, eps=1e-5)
+        self.conv2 = nn.Conv2d(dim // 2, dim, kernel_size=3, stride=2, padding=1, **dd)
+        self.norm2 = LayerNorm2d(dim, eps=1e-5, **dd)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.norm2(self.conv2(self.act(self.norm1(self.conv1(x)))))
@@ -107,10 +129,11 @@ class Stem(nn.Module):
 class Downsample(nn.Module):
     """3x3 stride-2 conv + LN2d: ``[B, C, H, W]`` -> ``[B, C_out, ceil(H/2), ceil(W/2)]``."""
 
-    def __init__(self, dim: int, out_dim: int) -> None:
+    def __init__(self, dim: int, out_dim: int, device=None, dtype=None) -> None:
+        dd = dict(device=device, dtype=dtype)
         super().__init__()
-        self.conv = nn.Conv2d(dim, out_dim, kernel_size=3, stride=2, padding=1)
-        self.norm = LayerNorm2d(out_dim, eps=1e-5)
+        self.conv = nn.Conv2d(dim, out_dim, kernel_size=3, stride=2, padding=1, **dd)
+        self.norm = LayerNorm2d(out_dim, eps=1e-5, **dd)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.norm(self.conv(x))
@@ -128,12 +151,16 @@ class HierarchicalStage(nn.Module):
             downsample: bool,
             drop_path: Sequence[float],
             backend: Optional[str] = None,
+            device=None,
+            dtype=None,
     ) -> None:
+        dd = dict(device=device, dtype=dtype)
         super().__init__()
         self.grad_checkpointing = False
-        self.downsample = Downsample(dim, out_dim) if downsample else nn.Identity()
+        self.downsample = Downsample(dim, out_dim, **dd) if downsample else nn.Identity()
         self.blocks = nn.Sequential(*[
-            HierarchicalBlock(out_dim, num_heads, drop_path=drop_path[i], backend=backend) for i in range(depth)
+            HierarchicalBlock(out_dim, num_heads, drop_path=drop_path[i], backend=backend, **dd)
+            for i in range(depth)
         ])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -152,14 +179,17 @@ class PlainBlock(nn.Module):
             out_act: bool,
             drop_path: float = 0.0,
             backend: Optional[str] = None,
+            device=None,
+            dtype=None,
     ) -> None:
+        dd = dict(device=device, dtype=dtype)
         super().__init__()
         self.attn_norm = Fp32RmsNorm(dim, eps=1e-6)
         self.attn = BiGatedLinearAttention2d(
             dim, num_heads, conv_act=conv_act, out_act=out_act, norm_eps=1e-6, out_norm_eps=4e-6, backend=backend,
         )
         self.mlp_norm = Fp32RmsNorm(dim, eps=1e-6)
-        self.mlp = SwiGLU(dim, _swiglu_hidden(dim, 256), names=("gate_proj", "down_proj"))
+        self.mlp = PlainSwiGLU(dim, _swiglu_hidden(dim, 256), **dd)
         self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -170,27 +200,32 @@ class PlainBlock(nn.Module):
 class PlainPatchEmbed(nn.Module):
     """``[B, 3, H, W]`` -> ``[B, C, h, w]``: 9x9 stride-8 conv, LN2d, SiLU, 3x3 stride-2 conv, LN2d (224 -> 14)."""
 
-    def __init__(self, in_chans: int, dim: int) -> None:
+    def __init__(self, in_chans: int, dim: int, device=None, dtype=None) -> None:
+        dd = dict(device=device, dtype=dtype)
         super().__init__()
         self.proj = nn.Sequential(
-            nn.Conv2d(in_chans, dim // 2, kernel_size=9, stride=8, padding=1),
-            LayerNorm2d(dim // 2, eps=1e-5),
+            nn.Conv2d(in_chans, dim // 2, kernel_size=9, stride=8, padding=1, **dd),
+            LayerNorm2d(dim // 2, eps=1e-5, **dd),
             nn.SiLU(),
-            nn.Conv2d(dim // 2, dim, kernel_size=3, stride=2, padding=1),
-            LayerNorm2d(dim, eps=1e-5),
+            nn.Conv2d(dim // 2, dim, kernel_size=3, stride=2, padding=1, **dd),
+            LayerNorm2d(dim, eps=1e-5, **dd),
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.proj(x)
 
 
+@register_notrace_function
 def resize_pos_embed(pos_embed: torch.Tensor, src_grid: Tuple[int, int], dst_grid: Tuple[int, int]) -> torch.Tensor:
-    """Bicubically resize ``[1, h*w, C]`` from ``src_grid`` to ``dst_grid`` (as the official code does)."""
-    if tuple(src_grid) == tuple(dst_grid):
+    """Bicubically resize ``[1, h*w, C]`` from ``src_grid`` to ``dst_grid`` (as the official code does).
+
+    A shape test, so FX keeps it a leaf (registered no-trace).
+    """
+    if src_grid[0] == dst_grid[0] and src_grid[1] == dst_grid[1]:
         return pos_embed
     channels = pos_embed.shape[-1]
     grid = pos_embed.reshape(1, src_grid[0], src_grid[1], channels).permute(0, 3, 1, 2)
-    grid = F.interpolate(grid.float(), size=tuple(dst_grid), mode="bicubic", align_corners=False)
+    grid = F.interpolate(grid.float(), size=[dst_grid[0], dst_grid[1]], mode="bicubic", align_corners=False)
     return grid.flatten(2).transpose(1, 2).to(pos_embed.dtype)
 
 
@@ -224,7 +259,10 @@ class HierarchicalViG(StagedBackbone):
             drop_rate: float = 0.0,
             drop_path_rate: float = 0.1,
             backend: Optional[str] = None,
+            device=None,
+            dtype=None,
     ) -> None:
+        dd = dict(device=device, dtype=dtype)
         super().__init__()
         if len(depths) != len(num_heads):
             raise ValueError(
@@ -233,24 +271,25 @@ class HierarchicalViG(StagedBackbone):
         num_stages = len(depths)
         dims = [embed_dim * 2 ** i for i in range(num_stages)]
         self.num_classes = num_classes
+        self.in_chans = in_chans
         self.global_pool = global_pool
         self.num_features = self.head_hidden_size = dims[-1]
         self.drop_rate = drop_rate
 
-        self.stem = Stem(in_chans, dims[0])
+        self.stem = Stem(in_chans, dims[0], **dd)
         flat = _linspace(drop_path_rate, sum(depths))
         rates = [flat[sum(depths[:i]):sum(depths[:i + 1])] for i in range(num_stages)]
         stages, self.feature_info = [], []
         for i in range(num_stages):
             stages.append(HierarchicalStage(
                 dims[max(i - 1, 0)], dims[i], depths[i], num_heads[i], downsample=i > 0, drop_path=rates[i],
-                backend=backend,
+                backend=backend, **dd,
             ))
             self.feature_info.append(dict(num_chs=dims[i], reduction=4 * 2 ** i, module=f"stages.{i}"))
         self.stages = nn.Sequential(*stages)
         # the official classifier normalises the map (LN2d) before pooling
-        self.norm = LayerNorm2d(dims[-1], eps=1e-5)
-        self.head = ClassifierHead(dims[-1], num_classes, pool_type=global_pool, drop_rate=drop_rate)
+        self.norm = LayerNorm2d(dims[-1], eps=1e-5, **dd)
+        self.head = ClassifierHead(dims[-1], num_classes, pool_type=global_pool, drop_rate=drop_rate, **dd)
         self.apply(_init_linear)
         for module in self.modules():
             if isinstance(module, BiGatedLinearAttention2d):
@@ -276,30 +315,34 @@ class ViG(nn.Module):
             pos_drop_rate: float = 0.0,
             drop_path_rate: float = 0.1,
             backend: Optional[str] = None,
+            device=None,
+            dtype=None,
     ) -> None:
+        dd = dict(device=device, dtype=dtype)
         super().__init__()
         if patch_size != 16:
             raise ValueError(f"ViG: only patch_size=16 (the official stem: 9x9 s8 + 3x3 s2) exists, got {patch_size}")
         if global_pool not in ("avg", ""):
             raise ValueError(f"ViG: global_pool must be 'avg' or '', got {global_pool!r}")
         self.num_classes = num_classes
+        self.in_chans = in_chans
         self.global_pool = global_pool
         self.num_features = self.head_hidden_size = self.embed_dim = embed_dim
         self.grad_checkpointing = False
         self.pos_grid = (img_size // patch_size, img_size // patch_size)
 
-        self.patch_embed = PlainPatchEmbed(in_chans, embed_dim)
-        self.pos_embed = nn.Parameter(torch.zeros(1, self.pos_grid[0] * self.pos_grid[1], embed_dim))
+        self.patch_embed = PlainPatchEmbed(in_chans, embed_dim, **dd)
+        self.pos_embed = nn.Parameter(torch.zeros(1, self.pos_grid[0] * self.pos_grid[1], embed_dim, **dd))
         self.pos_drop = nn.Dropout(pos_drop_rate)
         rates = _linspace(drop_path_rate, depth)
         self.blocks = nn.Sequential(*[
-            PlainBlock(embed_dim, num_heads, conv_act, out_act, drop_path=rates[i], backend=backend)
+            PlainBlock(embed_dim, num_heads, conv_act, out_act, drop_path=rates[i], backend=backend, **dd)
             for i in range(depth)
         ])
         self.feature_info = [dict(num_chs=embed_dim, reduction=16, module=f"blocks.{i}") for i in range(depth)]
         self.norm = Fp32RmsNorm(embed_dim, eps=1e-6)
         self.head_drop = nn.Dropout(drop_rate)
-        self.head = nn.Linear(embed_dim, num_classes) if num_classes > 0 else nn.Identity()
+        self.head = nn.Linear(embed_dim, num_classes, **dd) if num_classes > 0 else nn.Identity()
 
         self.apply(_init_linear)
         for module in self.modules():
@@ -324,12 +367,13 @@ class ViG(nn.Module):
         return self.head
 
     def reset_classifier(self, num_classes: int, global_pool: Optional[str] = None) -> None:
+        dd = get_device_dtype(self)
         self.num_classes = num_classes
         if global_pool is not None:
             if global_pool not in ("avg", ""):
                 raise ValueError(f"ViG: global_pool must be 'avg' or '', got {global_pool!r}")
             self.global_pool = global_pool
-        self.head = nn.Linear(self.embed_dim, num_classes) if num_classes > 0 else nn.Identity()
+        self.head = nn.Linear(self.embed_dim, num_classes, **dd) if num_classes > 0 else nn.Identity()
 
     def _embed(self, x: torch.Tensor) -> torch.Tensor:
         x = self.patch_embed(x).permute(0, 2, 3, 1)  # [B, h, w, C]
