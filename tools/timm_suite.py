@@ -4,14 +4,16 @@
     python tools/timm_suite.py -k nat_mini -n 2     # extra arguments go to pytest
     python tools/timm_suite.py --family gc_vit      # only the models of one (or more, comma-separated) module(s)
 
-The sdist is fetched once with pip into ``$VISIONATTN_CACHE/timm-tests/<version>`` (default
+The sdist's test file is fetched once with pip into ``$VISIONATTN_CACHE/timm-tests/<version>`` (default
 ``~/.cache/visionattn``); ``VISIONATTN_TIMM_SDIST=/path/to/timm-<version>.tar.gz`` uses a local copy instead (no
-network). A conftest there imports ``visionattn``, narrows ``timm.list_models`` / ``list_pretrained`` to the names
+network); without either the tool exits 3 with a message saying so. Each run works in a temporary directory: a
+conftest there imports ``visionattn``, narrows ``timm.list_models`` / ``list_pretrained`` to the names
 visionattn registers (or to the ``--family`` modules), and deselects every collected test that is not about one of
 those models (the suite's fixed-name tests on timm's own models: ``resnet18``, ``swin_*`` ...). Our model modules
 are added to the suite's ``FEAT_INTER_FILTERS`` (the models with ``forward_intermediates``). Tests that need
 pretrained weights (downloads) are deselected. At the end a table gives passed / failed / skipped per family
-(timm's module name, e.g. ``nat``, ``gc_vit``, ``vig``) and per model; ``--summary-json PATH`` writes it as JSON.
+(timm's module name, e.g. ``nat``, ``gc_vit``, ``vig``); ``--summary-json PATH`` writes per-family and per-model
+counts as JSON.
 Exit code: pytest's.
 """
 import argparse
@@ -152,8 +154,8 @@ def _fetch_sdist(version: str, tmp: str) -> Path:
     return sdists[0]
 
 
-def prepare(version: str) -> Path:
-    """Unpack the sdist's ``tests/test_models.py`` (patched: our modules in FEAT_INTER_FILTERS) and a conftest."""
+def fetch_suite(version: str) -> Path:
+    """The sdist's ``tests/test_models.py``, fetched once into the cache (``test_models.orig``)."""
     target = cache_root() / "timm-tests" / version
     original = target / "test_models.orig"
     if not original.exists():
@@ -168,14 +170,22 @@ def prepare(version: str) -> Path:
             except (KeyError, tarfile.TarError) as err:
                 raise SuiteUnavailable(f"{sdist} has no readable timm-{version}/tests/test_models.py: {err}") from err
             shutil.move(tmp + "/test_models.py", original)  # only a complete file lands in the cache
-    text = original.read_text()
+    return original
+
+
+def prepare(version: str, run_dir: Path) -> Path:
+    """Write the suite (patched: our modules in FEAT_INTER_FILTERS) and the conftest into ``run_dir``.
+
+    Each run has its own directory, so concurrent runs (other checkouts, other families) never share a conftest.
+    """
+    text = fetch_suite(version).read_text()
     marker = "FEAT_INTER_FILTERS = ["
     if marker not in text:
         raise SuiteUnavailable(f"timm {version}'s tests/test_models.py has no {marker!r}; update tools/timm_suite.py")
     modules = ", ".join(repr(m) for m in our_modules())
-    (target / "test_models.py").write_text(text.replace(marker, f"{marker}{modules}, ", 1))
-    (target / "conftest.py").write_text(_CONFTEST)
-    return target
+    (run_dir / "test_models.py").write_text(text.replace(marker, f"{marker}{modules}, ", 1))
+    (run_dir / "conftest.py").write_text(_CONFTEST)
+    return run_dir
 
 
 def build_command(target: Path, pytest_args: list) -> list:
@@ -204,17 +214,18 @@ def main(argv=None) -> int:
     if unknown:
         parser.error(f"--family {','.join(unknown)}: not a visionattn module; choose from {', '.join(our_modules())}")
     version = re.match(r"[\d.]+", timm.__version__).group(0).rstrip(".")
-    try:
-        target = prepare(version)
-    except SuiteUnavailable as err:
-        print(f"timm_suite: {err}", file=sys.stderr)
-        return 3
     env = dict(os.environ, VISIONATTN_TIMM_SUITE_FAMILIES=",".join(families))
     if ours.summary_json:
         env["VISIONATTN_TIMM_SUITE_SUMMARY"] = str(Path(ours.summary_json).resolve())
     if ours.threads:
         env["VISIONATTN_TIMM_SUITE_THREADS"] = str(ours.threads)
-    return subprocess.call(build_command(target, pytest_args), cwd=target, env=env)
+    with tempfile.TemporaryDirectory(prefix="timm-suite-") as run_dir:
+        try:
+            target = prepare(version, Path(run_dir))
+        except SuiteUnavailable as err:
+            print(f"timm_suite: {err}", file=sys.stderr)
+            return 3
+        return subprocess.call(build_command(target, pytest_args), cwd=target, env=env)
 
 
 if __name__ == "__main__":

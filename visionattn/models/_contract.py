@@ -47,7 +47,14 @@ def check_output_fmt(output_fmt: str) -> None:
 
 
 def run_blocks(blocks: nn.Module, x: torch.Tensor, grad_checkpointing: bool) -> torch.Tensor:
-    """Run an ``nn.Sequential`` of blocks, through activation checkpointing when asked (never when scripting)."""
+    """Run an ``nn.Sequential`` of blocks, through activation checkpointing when asked.
+
+    TorchScript cannot compile a call that passes a module, so a scriptable stage guards the call::
+
+        if torch.jit.is_scripting():
+            return self.blocks(x)
+        return run_blocks(self.blocks, x, self.grad_checkpointing)
+    """
     if grad_checkpointing and not torch.jit.is_scripting():
         return checkpoint_seq(blocks, x)
     return blocks(x)

@@ -186,7 +186,10 @@ class NATStage(nn.Module):
         ])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return run_blocks(self.blocks, self.downsample(x), self.grad_checkpointing)
+        x = self.downsample(x)
+        if torch.jit.is_scripting():  # run_blocks takes a module, which TorchScript cannot type
+            return self.blocks(x)
+        return run_blocks(self.blocks, x, self.grad_checkpointing)
 
 
 def _per_layer(value: PerLayer, depths: Sequence[int], name: str, default: int) -> List[List[IntOrPair]]:

@@ -164,7 +164,11 @@ class HierarchicalStage(nn.Module):
         ])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = run_blocks(self.blocks, self.downsample(x).permute(0, 2, 3, 1), self.grad_checkpointing)
+        x = self.downsample(x).permute(0, 2, 3, 1)
+        if torch.jit.is_scripting():  # run_blocks takes a module, which TorchScript cannot type
+            x = self.blocks(x)
+        else:
+            x = run_blocks(self.blocks, x, self.grad_checkpointing)
         return x.permute(0, 3, 1, 2)
 
 

@@ -1,0 +1,131 @@
+"""torch.compile, torch.export and ONNX on one model of every family (CPU, reference backends).
+
+Oracle: the same model run eagerly (logits within 1e-4, gradients close). Graph breaks are counted with
+``torch._dynamo.explain``; compilations with a counting backend.
+
+Cost: the fullgraph / gradient / recompile checks compile through ``aot_eager`` (Dynamo + AOTAutograd with fake
+tensors and the ops' meta kernels: where graph breaks, unbacked symbols and missing fake implementations show up)
+for every family; Inductor's C++ code generation is exercised once per family in a forward + backward test
+marked ``slow``. Models are the registered names built small through kwargs (same code paths, a few blocks).
+"""
+import importlib
+import importlib.util
+
+import pytest
+import torch
+import torch._dynamo
+import timm
+import timm.models._registry as registry
+from torch._dynamo.testing import CompileCounterWithBackend
+
+importlib.import_module("visionattn.models")  # registers the models
+
+
+# timm module name -> (registered model name, kwargs that make it small). Every visionattn family needs an entry.
+CASES = {
+    "gc_vit": ("gc_vit_xxtiny", dict(embed_dim=16, depths=(1, 2, 1, 1), num_heads=(1, 2, 2, 4))),
+    "nat": ("dinat_mini", dict(
+        embed_dim=16, depths=(1, 2, 1, 1), num_heads=(1, 2, 2, 4), kernel_size=3, dilations=([2], [1, 2], [1], [1]),
+        drop_path_rate=0.0)),
+    "vig": ("vig_h_tiny", dict(embed_dim=16, depths=(1, 1, 1, 1), num_heads=(1, 1, 2, 2), drop_path_rate=0.0)),
+    "vig_plain": ("vig_tiny", dict(embed_dim=32, depth=2, num_heads=2, drop_path_rate=0.0)),
+}
+# the sizes of the recompile check: not multiples of the windows, odd, non-square; the same code path in each
+SIZES = ((64, 64), (72, 88), (88, 72))
+
+
+def _model(family, **kwargs):
+    name, small = CASES[family]
+    torch.manual_seed(0)
+    return timm.create_model(name, **dict(small, **kwargs))
+
+
+def _randn(*shape, seed=1):
+    return torch.randn(*shape, generator=torch.Generator().manual_seed(seed))
+
+
+def test_every_family_has_a_case():
+    ours = {registry._model_to_module[n] for n, fn in registry._model_entrypoints.items()
+            if fn.__module__.startswith("visionattn.")}
+    covered = {registry._model_to_module[name] for name, _ in CASES.values()}
+    assert ours <= covered, f"add a compile/export case for {sorted(ours - covered)} to CASES"
+
+
+@pytest.mark.parametrize("family", sorted(CASES))
+def test_no_graph_breaks(family):
+    model = _model(family).eval()
+    explanation = torch._dynamo.explain(model)(_randn(2, 3, *SIZES[1]))
+    reasons = [str(b.reason) for b in explanation.break_reasons]
+    assert explanation.graph_break_count == 0, reasons
+    assert explanation.graph_count == 1
+
+
+@pytest.mark.parametrize("family", sorted(CASES))
+def test_compile_fullgraph_matches_eager_without_recompiling_every_size(family):
+    torch._dynamo.reset()
+    model = _model(family).eval()
+    counter = CompileCounterWithBackend("aot_eager")
+    compiled = torch.compile(model, fullgraph=True, backend=counter)
+    with torch.no_grad():
+        for step, size in enumerate(SIZES + SIZES):
+            x = _randn(2, 3, *size, seed=step)
+            torch.testing.assert_close(compiled(x), model(x), atol=1e-4, rtol=0, msg=f"{family} at {size}")
+    # the first size compiles static, the second once more with dynamic sizes, then no more
+    assert counter.frame_count <= 2, f"{family}: {counter.frame_count} compilations for {len(SIZES)} sizes"
+
+    # training: the same gradients as eager
+    model.train()
+    x = _randn(2, 3, *SIZES[1])
+    model.zero_grad()
+    model(x).square().mean().backward()
+    expected = {n: p.grad.clone() for n, p in model.named_parameters()}
+    model.zero_grad()
+    compiled(x).square().mean().backward()
+    for name, param in model.named_parameters():
+        assert param.grad is not None, f"{family}: no gradient for {name} through torch.compile"
+        torch.testing.assert_close(param.grad, expected[name], atol=1e-5, rtol=1e-4, msg=f"{family}: {name}")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("family", sorted(CASES))
+def test_inductor_forward_backward(family):
+    torch._dynamo.reset()
+    model = _model(family).train()
+    x = _randn(1, 3, *SIZES[1])
+    model.zero_grad()
+    eager_out = model(x)
+    eager_out.square().mean().backward()
+    expected = {n: p.grad.clone() for n, p in model.named_parameters()}
+    model.zero_grad()
+    out = torch.compile(model, fullgraph=True)(x)
+    out.square().mean().backward()
+    torch.testing.assert_close(out, eager_out, atol=1e-4, rtol=0)
+    for name, param in model.named_parameters():
+        torch.testing.assert_close(param.grad, expected[name], atol=1e-4, rtol=1e-3, msg=f"{family}: {name}")
+
+
+@pytest.mark.parametrize("family", sorted(CASES))
+def test_export_round_trip_224(family):
+    model = _model(family).eval()
+    x = _randn(1, 3, 224, 224)
+    program = torch.export.export(model, (x,))
+    with torch.no_grad():
+        torch.testing.assert_close(program.module()(x), model(x), atol=1e-5, rtol=0)
+    # the program holds no Python control flow and no graph break: a second, fresh input agrees as well
+    y = _randn(1, 3, 224, 224, seed=2)
+    with torch.no_grad():
+        torch.testing.assert_close(program.module()(y), model(y), atol=1e-5, rtol=0)
+
+
+_HAS_ONNXSCRIPT = importlib.util.find_spec("onnxscript") is not None
+
+
+@pytest.mark.skipif(not _HAS_ONNXSCRIPT, reason="torch.onnx.export(dynamo=True) needs onnxscript (the dev extra)")
+@pytest.mark.parametrize("family", sorted(CASES))
+def test_onnx_export(family, tmp_path):
+    model = _model(family).eval()
+    x = _randn(1, 3, 96, 96)
+    program = torch.onnx.export(model, (x,), dynamo=True, verbose=False)
+    path = tmp_path / f"{family}.onnx"
+    program.save(str(path))
+    assert path.stat().st_size > 0
