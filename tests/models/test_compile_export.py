@@ -3,6 +3,10 @@
 Oracle: the same model run eagerly (logits within 1e-4, gradients close). Graph breaks are counted with
 ``torch._dynamo.explain``; compilations with a counting backend.
 
+ONNX (``torch.onnx.export(dynamo=True)``, slow) is checked with onnx's reference evaluator where it works; the
+families built on visionattn's custom operators (``na2d``, ``bigla``) have no ONNX translation, and the test
+asserts the exporter's error names the operator.
+
 Cost: the fullgraph / gradient / recompile checks compile through ``aot_eager`` (Dynamo + AOTAutograd with fake
 tensors and the ops' meta kernels: where graph breaks, unbacked symbols and missing fake implementations show up)
 for every family; Inductor's C++ code generation is exercised once per family in a forward + backward test
@@ -67,23 +71,32 @@ def test_compile_fullgraph_matches_eager_without_recompiling_every_size(family):
     counter = CompileCounterWithBackend("aot_eager")
     compiled = torch.compile(model, fullgraph=True, backend=counter)
     with torch.no_grad():
-        for step, size in enumerate(SIZES + SIZES):
+        for step, size in enumerate(SIZES):
             x = _randn(2, 3, *size, seed=step)
             torch.testing.assert_close(compiled(x), model(x), atol=1e-4, rtol=0, msg=f"{family} at {size}")
-    # the first size compiles static, the second once more with dynamic sizes, then no more
+    # the first size compiles static, the second once more with dynamic sizes, the third reuses that
     assert counter.frame_count <= 2, f"{family}: {counter.frame_count} compilations for {len(SIZES)} sizes"
 
-    # training: the same gradients as eager
-    model.train()
+
+def _grads(model):
+    return {n: None if p.grad is None else p.grad.clone() for n, p in model.named_parameters()}
+
+
+@pytest.mark.parametrize("family", sorted(CASES))
+def test_compile_fullgraph_gradients_match_eager(family):
+    torch._dynamo.reset()
+    model = _model(family).train()
     x = _randn(2, 3, *SIZES[1])
-    model.zero_grad()
     model(x).square().mean().backward()
-    expected = {n: p.grad.clone() for n, p in model.named_parameters()}
-    model.zero_grad()
-    compiled(x).square().mean().backward()
-    for name, param in model.named_parameters():
-        assert param.grad is not None, f"{family}: no gradient for {name} through torch.compile"
-        torch.testing.assert_close(param.grad, expected[name], atol=1e-5, rtol=1e-4, msg=f"{family}: {name}")
+    expected = _grads(model)
+    model.zero_grad(set_to_none=True)
+    torch.compile(model, fullgraph=True, dynamic=False, backend="aot_eager")(x).square().mean().backward()
+    for name, grad in _grads(model).items():
+        if expected[name] is None:  # e.g. a global-query generator whose stage has no global block
+            assert grad is None, f"{family}: {name} has a gradient through torch.compile only"
+            continue
+        assert grad is not None, f"{family}: no gradient for {name} through torch.compile"
+        torch.testing.assert_close(grad, expected[name], atol=1e-5, rtol=1e-4, msg=f"{family}: {name}")
 
 
 @pytest.mark.slow
@@ -92,16 +105,16 @@ def test_inductor_forward_backward(family):
     torch._dynamo.reset()
     model = _model(family).train()
     x = _randn(1, 3, *SIZES[1])
-    model.zero_grad()
     eager_out = model(x)
     eager_out.square().mean().backward()
-    expected = {n: p.grad.clone() for n, p in model.named_parameters()}
-    model.zero_grad()
-    out = torch.compile(model, fullgraph=True)(x)
+    expected = _grads(model)
+    model.zero_grad(set_to_none=True)
+    out = torch.compile(model, fullgraph=True, dynamic=False)(x)
     out.square().mean().backward()
     torch.testing.assert_close(out, eager_out, atol=1e-4, rtol=0)
-    for name, param in model.named_parameters():
-        torch.testing.assert_close(param.grad, expected[name], atol=1e-4, rtol=1e-3, msg=f"{family}: {name}")
+    for name, grad in _grads(model).items():
+        if expected[name] is not None:
+            torch.testing.assert_close(grad, expected[name], atol=1e-4, rtol=1e-3, msg=f"{family}: {name}")
 
 
 @pytest.mark.parametrize("family", sorted(CASES))
@@ -118,14 +131,27 @@ def test_export_round_trip_224(family):
 
 
 _HAS_ONNXSCRIPT = importlib.util.find_spec("onnxscript") is not None
+# families whose attention is a visionattn custom operator with no ONNX translation (yet): torch.onnx names the
+# operator it cannot translate
+ONNX_UNSUPPORTED_OPS = {"nat": "visionattn.na2d", "vig": "visionattn.bigla", "vig_plain": "visionattn.bigla"}
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not _HAS_ONNXSCRIPT, reason="torch.onnx.export(dynamo=True) needs onnxscript (the dev extra)")
 @pytest.mark.parametrize("family", sorted(CASES))
-def test_onnx_export(family, tmp_path):
+def test_onnx_export(family):
     model = _model(family).eval()
-    x = _randn(1, 3, 96, 96)
+    x = _randn(1, 3, 64, 80)
+    if family in ONNX_UNSUPPORTED_OPS:
+        with pytest.raises(Exception, match=ONNX_UNSUPPORTED_OPS[family].replace(".", r"\.")):
+            torch.onnx.export(model, (x,), dynamo=True, verbose=False)
+        return
+    import onnx
+    from onnx.reference import ReferenceEvaluator
+
     program = torch.onnx.export(model, (x,), dynamo=True, verbose=False)
-    path = tmp_path / f"{family}.onnx"
-    program.save(str(path))
-    assert path.stat().st_size > 0
+    onnx.checker.check_model(program.model_proto)
+    session = ReferenceEvaluator(program.model_proto)  # onnx's own NumPy runtime: the graph as ONNX defines it
+    out = session.run(None, {session.input_names[0]: x.numpy()})[0]
+    with torch.no_grad():
+        torch.testing.assert_close(torch.from_numpy(out), model(x), atol=1e-4, rtol=0)

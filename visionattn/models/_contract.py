@@ -10,7 +10,7 @@ A family model subclasses :class:`StagedBackbone` (an ``nn.Module``) and sets, i
 * ``self.head``: a timm ``ClassifierHead`` (or anything with ``fc``, ``reset(num_classes, pool_type,
   in_features=, device=, dtype=)`` and ``forward(x, pre_logits=)``);
 * ``self.feature_info``: one ``dict(num_chs, reduction, module)`` per stage;
-* ``self.num_classes``, ``self.global_pool``, ``self.num_features`` / ``self.head_hidden_size``;
+* ``self.num_classes``, ``self.in_chans``, ``self.global_pool``, ``self.num_features`` / ``self.head_hidden_size``;
 * ``self.output_fmt``: layout of stage outputs and features, ``"NCHW"`` or ``"NHWC"``.
 
 Class attributes tune the parameter groups: ``stem_pattern`` (regex of the stem's parameter names for
@@ -20,7 +20,24 @@ every norm layer's parameters are added by type through ``no_weight_decay_norms`
 
 Device and dtype follow timm's ``dd`` convention: constructors take ``device=None, dtype=None`` and pass
 ``**dd`` to every parameter and buffer they create; the classifier is rebuilt on the model's own device and
-dtype (:func:`timm.layers.get_device_dtype`).
+dtype (:func:`timm.layers.get_device_dtype`). Computed non-persistent buffers (relative-position indices) are
+created empty on ``device`` and filled by the module's ``init_non_persistent_buffers()`` (timm's
+``reinit_non_persistent_buffers`` calls it after ``to_empty``); drop-path rates come from Python arithmetic or a
+CPU ``torch.linspace``, never from tensors on the target device, so a model builds on ``meta``.
+
+What timm's test suite (``tools/timm_suite.py``), ``torch.compile`` and ``torch.export`` need of a family:
+
+* FX (``feature_cls='fx'``, timm's tracer): no Python branch on a tensor's shape in traced code. Either make the
+  code branch-free (pad / crop by amounts that may be zero) or put the shape logic in a module-level function
+  registered with ``timm.layers.register_notrace_function``, whose name must not start with ``_`` (torch.fx's
+  auto-wrapping skips such names), or in a module registered with ``register_notrace_module``.
+* TorchScript: :func:`run_blocks` takes a module, which TorchScript cannot type, so a stage guards the call (see
+  its docstring); optional parameters are ``None`` attributes tested with ``is not None``; no ``tuple(x.shape)``.
+  The class that defines the root ``forward`` (this one, or a family class overriding it) must live in a file
+  without ``from __future__ import annotations``: FX writes a string annotation into its generated code as a type
+  name that TorchScript cannot resolve (``test_model_forward_fx_torchscript``).
+* ``torch.compile(fullgraph=True)`` / ``torch.export``: no ``.item()`` / ``int(tensor)`` / ``.tolist()`` in the
+  forward path; attention kernels go through the ``visionattn::*`` custom operators (``visionattn.ops``).
 """
 
 from typing import Any, Dict, List, Optional, Set, Tuple, Union

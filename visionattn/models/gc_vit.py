@@ -244,7 +244,9 @@ class WindowAttention(nn.Module):
             q, k, v = qkv.unbind(0)
         bias = self.relative_position_bias().unsqueeze(0).to(q.dtype)
         x = F.scaled_dot_product_attention(q, k, v, attn_mask=bias, dropout_p=self.attn_drop if self.training else 0.)
-        x = x.transpose(1, 2).reshape(num_windows_total, n, c)
+        # an explicit copy: the fused CPU/CUDA kernels return [.., N, heads, d]-strided outputs, so a plain reshape
+        # is traced as a view that the math decomposition (torch.onnx) cannot take
+        x = x.transpose(1, 2).clone(memory_format=torch.contiguous_format).reshape(num_windows_total, n, c)
         return self.proj_drop(self.proj(x))
 
 

@@ -116,6 +116,7 @@ class NATBlock(nn.Module):
             attn_drop=attn_drop,
             proj_drop=proj_drop,
             pad_small=True,
+            **dd,
         )
         self.drop_path = DropPath(drop_path) if drop_path > 0.0 else nn.Identity()
         self.norm2 = norm_layer(dim, **dd)
@@ -380,7 +381,7 @@ def _cfg(url: str = "", **kwargs) -> Dict[str, Any]:
         "url": url,
         "num_classes": 1000,
         "input_size": (3, 224, 224),
-        "pool_size": None,
+        "pool_size": (7, 7),
         "crop_pct": 0.875,
         "interpolation": "bicubic",
         "mean": IMAGENET_DEFAULT_MEAN,
@@ -409,11 +410,11 @@ default_cfgs = generate_default_cfgs({
     "dinat_base.in1k": _cfg(url=_DINAT_URL + "imagenet1k/dinat_base_in1k_224.pth", **_DINAT_PAPER),
     "dinat_large.in22k_ft_in1k": _cfg(url=_DINAT_URL + "imagenet1k/dinat_large_in22k_in1k_224.pth", **_DINAT_PAPER),
     "dinat_large.in22k_ft_in1k_384": _cfg(
-        url=_DINAT_URL + "imagenet1k/dinat_large_in22k_in1k_384.pth", input_size=(3, 384, 384), crop_pct=1.0,
-        **_DINAT_PAPER),
+        url=_DINAT_URL + "imagenet1k/dinat_large_in22k_in1k_384.pth", input_size=(3, 384, 384), pool_size=(12, 12),
+        crop_pct=1.0, **_DINAT_PAPER),
     "dinat_large.in22k_ft_in1k_384_11x11": _cfg(
-        url=_DINAT_URL + "imagenet1k/dinat_large_in22k_in1k_384_11x11.pth", input_size=(3, 384, 384), crop_pct=1.0,
-        **_DINAT_PAPER),
+        url=_DINAT_URL + "imagenet1k/dinat_large_in22k_in1k_384_11x11.pth", input_size=(3, 384, 384),
+        pool_size=(12, 12), crop_pct=1.0, **_DINAT_PAPER),
     "dinat_large.in22k": _cfg(
         url=_DINAT_URL + "imagenet22k/dinat_large_in22k_224.pth", num_classes=21841, **_DINAT_PAPER),
     "dinat_large.in22k_11x11": _cfg(

@@ -99,7 +99,7 @@ class HierarchicalBlock(nn.Module):
         dd = dict(device=device, dtype=dtype)
         super().__init__()
         self.norm1 = nn.LayerNorm(dim, eps=1e-5, **dd)
-        self.attn = BiGatedLinearAttention2d(dim, num_heads, conv_act=False, out_act=False, backend=backend)
+        self.attn = BiGatedLinearAttention2d(dim, num_heads, conv_act=False, out_act=False, backend=backend, **dd)
         self.drop_path1 = DropPath(drop_path) if drop_path > 0 else nn.Identity()
         self.norm2 = nn.LayerNorm(dim, eps=1e-5, **dd)
         self.mlp = SwiGLU(dim, _swiglu_hidden(dim, 32), **dd)
@@ -188,11 +188,12 @@ class PlainBlock(nn.Module):
     ) -> None:
         dd = dict(device=device, dtype=dtype)
         super().__init__()
-        self.attn_norm = Fp32RmsNorm(dim, eps=1e-6)
+        self.attn_norm = Fp32RmsNorm(dim, eps=1e-6, **dd)
         self.attn = BiGatedLinearAttention2d(
             dim, num_heads, conv_act=conv_act, out_act=out_act, norm_eps=1e-6, out_norm_eps=4e-6, backend=backend,
+            **dd,
         )
-        self.mlp_norm = Fp32RmsNorm(dim, eps=1e-6)
+        self.mlp_norm = Fp32RmsNorm(dim, eps=1e-6, **dd)
         self.mlp = PlainSwiGLU(dim, _swiglu_hidden(dim, 256), **dd)
         self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
 
@@ -301,7 +302,12 @@ class HierarchicalViG(StagedBackbone):
 
 
 class ViG(nn.Module):
-    """Plain (isotropic) ViG. Input ``[B, in_chans, H, W]`` of any size >= 9 px; tokens on a 16x-smaller grid."""
+    """Plain (isotropic) ViG. Input ``[B, in_chans, H, W]`` of any size >= 9 px; tokens on a 16x-smaller grid.
+
+    Block outputs and ``forward_features`` are maps ``[B, h, w, C]`` (``output_fmt = "NHWC"``).
+    """
+
+    output_fmt = "NHWC"
 
     def __init__(
             self,
@@ -344,7 +350,7 @@ class ViG(nn.Module):
             for i in range(depth)
         ])
         self.feature_info = [dict(num_chs=embed_dim, reduction=16, module=f"blocks.{i}") for i in range(depth)]
-        self.norm = Fp32RmsNorm(embed_dim, eps=1e-6)
+        self.norm = Fp32RmsNorm(embed_dim, eps=1e-6, **dd)
         self.head_drop = nn.Dropout(drop_rate)
         self.head = nn.Linear(embed_dim, num_classes, **dd) if num_classes > 0 else nn.Identity()
 
@@ -377,7 +383,8 @@ class ViG(nn.Module):
             if global_pool not in ("avg", ""):
                 raise ValueError(f"ViG: global_pool must be 'avg' or '', got {global_pool!r}")
             self.global_pool = global_pool
-        self.head = nn.Linear(self.embed_dim, num_classes, **dd) if num_classes > 0 else nn.Identity()
+        head = nn.Linear(self.embed_dim, num_classes, **dd) if num_classes > 0 else nn.Identity()
+        self.head = head.train(self.training)
 
     def _embed(self, x: torch.Tensor) -> torch.Tensor:
         x = self.patch_embed(x).permute(0, 2, 3, 1)  # [B, h, w, C]
