@@ -3,6 +3,7 @@
     python tools/timm_suite.py                      # every visionattn model, all tests but the downloads
     python tools/timm_suite.py -k nat_mini -n 2     # extra arguments go to pytest
     python tools/timm_suite.py --family gc_vit      # only the models of one (or more, comma-separated) module(s)
+    python tools/timm_suite.py --max-params 30      # larger models: only the (meta-device) config tests
 
 The sdist's test file is fetched once with pip into ``$VISIONATTN_CACHE/timm-tests/<version>`` (default
 ``~/.cache/visionattn``); ``VISIONATTN_TIMM_SDIST=/path/to/timm-<version>.tar.gz`` uses a local copy instead (no
@@ -74,12 +75,27 @@ def _model_of(item):
     return name.split(".")[0] if isinstance(name, str) else None
 
 
+_max_params = float(os.environ.get("VISIONATTN_TIMM_SUITE_MAX_PARAMS") or "inf")  # millions
+_CHEAP_TESTS = ("test_model_default_cfgs",)  # meta device: every name gets these whatever its size
+_params = {}
+
+
+def _too_big(model):
+    if _max_params == float("inf"):
+        return False
+    if model not in _params:
+        built = timm.create_model(model, device="meta")
+        _params[model] = sum(p.numel() for p in built.parameters()) / 1e6
+    return _params[model] > _max_params
+
+
 def pytest_collection_modifyitems(config, items):
-    # keep only tests about one of our models (the suite also has fixed-name tests on timm's own models)
+    # keep only tests about one of our models (the suite also has fixed-name tests on timm's own models); with
+    # a parameter limit, larger models keep only the meta-device config tests
     keep, drop = [], []
     for item in items:
         model = _model_of(item)
-        if model in _ours:
+        if model in _ours and (item.originalname in _CHEAP_TESTS or not _too_big(model)):
             item.user_properties.append(("visionattn_model", model))  # travels with the reports (xdist too)
             keep.append(item)
         else:
@@ -207,6 +223,8 @@ def main(argv=None) -> int:
     parser.add_argument("--family", default="", help="comma-separated timm module names (nat, gc_vit, vig, ...)")
     parser.add_argument("--summary-json", default="", help="write per-family / per-model counts here")
     parser.add_argument("--threads", type=int, default=0, help="torch threads in the test process(es)")
+    parser.add_argument("--max-params", type=float, default=0.0,
+                        help="models with more parameters (millions) run only the meta-device config tests")
     ours, pytest_args = parser.parse_known_args(sys.argv[1:] if argv is None else argv)
 
     families = [f for f in ours.family.split(",") if f]
@@ -219,6 +237,8 @@ def main(argv=None) -> int:
         env["VISIONATTN_TIMM_SUITE_SUMMARY"] = str(Path(ours.summary_json).resolve())
     if ours.threads:
         env["VISIONATTN_TIMM_SUITE_THREADS"] = str(ours.threads)
+    if ours.max_params:
+        env["VISIONATTN_TIMM_SUITE_MAX_PARAMS"] = str(ours.max_params)
     with tempfile.TemporaryDirectory(prefix="timm-suite-") as run_dir:
         try:
             target = prepare(version, Path(run_dir))
