@@ -7,3 +7,6 @@ __version__ = "0.1.0"
 
 from . import ops, layers, models  # noqa: F401  (models registers the timm entrypoints)
 from . import data  # noqa: F401
+from .checkpoint import route_timm_loading
+
+route_timm_loading()  # timm's own checkpoint loaders follow visionattn's policy too (see SECURITY.md)
