@@ -43,6 +43,13 @@ def parse_args(argv=None):
                         help="job launcher (pytorch: under torchrun)")
     parser.add_argument("--local-rank", "--local_rank", type=int, default=0)
     args = parser.parse_args(argv)
+    if args.amp:
+        from mmengine.device import is_cuda_available, is_mlu_available, is_npu_available
+
+        if not (is_cuda_available() or is_npu_available() or is_mlu_available()):
+            # mmengine's AmpOptimWrapper only asserts this; say it plainly instead of a bare AssertionError
+            parser.error("--amp: mmengine's AmpOptimWrapper (float16 with a loss scaler) needs a CUDA, NPU or MLU "
+                         "device; none is available, so train without --amp on this machine")
     os.environ.setdefault("LOCAL_RANK", str(args.local_rank))
     return args
 

@@ -58,9 +58,9 @@ PathLike = Union[str, "os.PathLike[str]"]
 
 __all__ = [
     "TRUST_ENV", "SAFE_GLOBALS", "UntrustedCheckpointError", "CheckpointReadError", "load_checkpoint_file",
-    "trusted_checkpoints", "checkpoint_is_trusted", "download_checkpoint", "atomic_write", "save_checkpoint_file", "verify_checkpoint_file",
-    "SafeCheckpointSaver", "capture_rng_state", "restore_rng_state", "newest_good_checkpoint", "resolve_resume",
-    "route_timm_loading",
+    "trusted_checkpoints", "checkpoint_is_trusted", "download_checkpoint", "atomic_write", "save_checkpoint_file",
+    "verify_checkpoint_file", "remove_stale_temp_files", "SafeCheckpointSaver", "capture_rng_state",
+    "restore_rng_state", "newest_good_checkpoint", "resolve_resume", "route_timm_loading",
 ]
 
 

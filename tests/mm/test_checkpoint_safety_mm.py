@@ -214,3 +214,13 @@ def test_mm_train_killed_during_a_save_resumes(tmp_path):
     assert final["meta"]["epoch"] == reference["meta"]["epoch"] == 3
     for key, value in reference["state_dict"].items():
         torch.testing.assert_close(final["state_dict"][key], value, rtol=0, atol=0, msg=key)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the CPU message")
+def test_mm_train_amp_on_cpu_is_a_clear_error(capsys):
+    sys.path.insert(0, str(REPO / "tools"))
+    import mm_train
+
+    with pytest.raises(SystemExit) as exc:
+        mm_train.parse_args(["config.py", "--amp"])
+    assert exc.value.code == 2 and "needs a CUDA" in capsys.readouterr().err

@@ -172,6 +172,25 @@ def test_pretrained_cfg_overlay_file_is_refused_then_trusted(name, kwargs, tmp_p
         torch.testing.assert_close(model.state_dict()[key], value, msg=key)
 
 
+def test_pretrained_url_of_a_training_checkpoint_loads_without_opt_in(tmp_path):
+    """An official-style file at a pretrained URL (model under 'model', argparse args, numpy max_accuracy): torch.hub
+    alone refuses the Namespace; through visionattn's allow-list it loads, then checkpoint_filter_fn unwraps it."""
+    torch.manual_seed(0)
+    source = timm.create_model("nat_mini", **SMALL)
+    path = tmp_path / "nat_official.pth"
+    torch.save({"model": source.state_dict(), "args": argparse.Namespace(model="nat_mini", lr=1e-3),
+                "max_accuracy": np.float64(81.8), "epoch": 299}, path)
+    old_hub = torch.hub.get_dir()
+    torch.hub.set_dir(str(tmp_path / "hub"))
+    try:
+        model = timm.create_model("nat_mini", pretrained=True, **SMALL,
+                                  pretrained_cfg_overlay=dict(url=path.as_uri(), hf_hub_id=None))
+    finally:
+        torch.hub.set_dir(old_hub)
+    for key, value in source.state_dict().items():
+        torch.testing.assert_close(model.state_dict()[key], value, msg=key)
+
+
 def test_pretrained_url_and_timm_load_checkpoint_are_refused(tmp_path):
     marker = tmp_path / "marker"
     model = timm.create_model("resnet10t", num_classes=10)
