@@ -131,3 +131,33 @@ def test_resume_auto_skips_a_torn_checkpoint(uninterrupted, tmp_path, caplog):
         chosen = newest_good_checkpoint(run)
     assert Path(chosen).name == max(kept, key=kept.get)
     assert "last.pth.tar" in caplog.text
+
+
+def test_resolve_resume_values(tmp_path):
+    from visionattn.checkpoint import resolve_resume
+
+    def run_folder(name, model, epoch):
+        folder = tmp_path / "out" / name
+        folder.mkdir(parents=True)
+        (folder / "args.yaml").write_text(f"model: {model}\n")
+        torch.save({"epoch": epoch, "state_dict": {"w": torch.zeros(1)}}, folder / "last.pth.tar")
+        return folder
+
+    old = run_folder("a-resnet10t", "resnet10t", 4)
+    time.sleep(0.05)
+    other = run_folder("b-nat_mini", "nat_mini", 7)
+    out = str(tmp_path / "out")
+    assert resolve_resume("", out) == ("", None)
+    # auto without --experiment: the newest run of the same model
+    assert resolve_resume("auto", out, "", "resnet10t") == (str(old / "last.pth.tar"), str(old))
+    assert resolve_resume("auto", out, "", "nat_mini") == (str(other / "last.pth.tar"), str(other))
+    # auto with --experiment: that folder, or a fresh start there
+    assert resolve_resume("auto", out, "new", "resnet10t") == ("", str(tmp_path / "out" / "new"))
+    # a run folder, a file, and what is neither
+    assert resolve_resume(str(old), out) == (str(old / "last.pth.tar"), str(old))
+    assert resolve_resume(str(old / "last.pth.tar"), out) == (str(old / "last.pth.tar"), None)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match="no readable training checkpoint"):
+        resolve_resume(str(tmp_path / "empty"), out)
+    with pytest.raises(ValueError, match="not a checkpoint file, a run folder or 'auto'"):
+        resolve_resume(str(tmp_path / "nope.pth"), out)
