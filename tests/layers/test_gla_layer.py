@@ -5,7 +5,6 @@ import importlib.util
 
 import pytest
 import torch
-import torch.nn.functional as F
 
 import visionattn
 from visionattn.layers import BiGatedLinearAttention2d

@@ -6,7 +6,6 @@ NATTEN 0.14's definitions (brute-force per-query neighborhood attention), and pe
 equalities.
 """
 import json
-import os
 from pathlib import Path
 
 import pytest
@@ -416,38 +415,7 @@ def test_per_layer_kernel_sizes():
 
 
 # --------------------------------------------------------------------------------------------------------------
-# Backends: Triton (interpreter on CPU) against the reference, whole model, forward and gradients.
-
-def _backend_run(monkeypatch, backend, model, x):
-    monkeypatch.setenv("VISIONATTN_BACKEND", backend)
-    model.zero_grad()
-    out = model(x)
-    out.square().sum().backward()
-    return out.detach(), {n: p.grad.clone() for n, p in model.named_parameters()}
-
-
-def test_triton_matches_reference_whole_model(monkeypatch):
-    from visionattn.ops import NA_BACKENDS
-    if "triton" not in NA_BACKENDS:
-        pytest.fail("na2d has no triton backend")
-    if not torch.cuda.is_available() and os.environ.get("TRITON_INTERPRET") != "1":
-        pytest.skip("Triton needs CUDA or TRITON_INTERPRET=1")
-    torch.manual_seed(0)
-    # head dim 16 (the kernels' smallest), maps 6x7 and 3x4: stage 1 has dilation 2, stage 2 pads to 3x3
-    model = NAT(depths=(1, 1), num_heads=(2, 2), embed_dim=32, mlp_ratio=1.0, kernel_size=3,
-                dilations=([2], [1]), layer_scale=0.5, drop_path_rate=0.0, num_classes=5)
-    x = torch.randn(2, 3, 21, 27)
-    ref_out, ref_grads = _backend_run(monkeypatch, "reference", model, x)
-    import visionattn.ops.neighborhood.triton as triton_module
-    calls = []
-    launcher = triton_module.na2d_triton
-    monkeypatch.setattr(triton_module, "na2d_triton", lambda *a, **kw: calls.append(1) or launcher(*a, **kw))
-    tri_out, tri_grads = _backend_run(monkeypatch, "triton", model, x)
-    assert len(calls) == 2  # one attention layer per stage really ran on the Triton kernels
-    torch.testing.assert_close(tri_out, ref_out, rtol=1e-4, atol=1e-4)
-    for n, g in ref_grads.items():
-        torch.testing.assert_close(tri_grads[n], g, rtol=1e-3, atol=1e-4, msg=n)
-
+# Backends (the Triton-vs-reference whole-model test lives in tests/ops/test_model_kernels.py).
 
 @pytest.mark.gpu
 def test_cuda_default_backend_matches_cpu_reference():

@@ -8,13 +8,68 @@ shaped ``[out, in, 1, 1]`` copies the official ``Linear2d`` also accepts are fla
 """
 from __future__ import annotations
 
+from typing import Optional
+
 import torch
+import torch.fx
 import torch.nn as nn
 import torch.nn.functional as F
+from timm.layers import register_notrace_function
 
 from .. import ops
+from ..ops._dispatch import triton_available
+from ..ops.gla import TRITON_MAX_DK, TRITON_MAX_DV
 
 __all__ = ["BiGatedLinearAttention2d", "Fp32RmsNorm"]
+
+
+def fp32_rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
+    """RMSNorm over the last dim in float32 (float64 for float64), cast back to the dtype of ``x``."""
+    compute = torch.float64 if x.dtype == torch.float64 else torch.float32
+    # fused: autograd keeps the input and the per-row rstd only
+    out = F.rms_norm(x.to(compute), [x.shape[-1]], weight.to(compute), eps)
+    return out.to(x.dtype)
+
+
+def gla2d_check_input(x: torch.Tensor, dim: int) -> torch.Tensor:
+    """``x`` unchanged if it is ``[B, H, W, dim]``, else a ValueError (an FX leaf)."""
+    if x.dim() != 4 or x.shape[-1] != dim:
+        raise ValueError(
+            f"BiGatedLinearAttention2d: x must be [B, H, W, C={dim}] (channels last), got {list(x.shape)}"
+        )
+    return x
+
+
+def gla2d_log_gates(gate_logits: torch.Tensor, normalizer: float) -> torch.Tensor:
+    """``logsigmoid(gate_logits) / normalizer`` in float32 (float64 for float64): logsigmoid of an fp16 logit
+    loses the small decays that matter over long scans."""
+    compute = torch.float64 if gate_logits.dtype == torch.float64 else torch.float32
+    return F.logsigmoid(gate_logits.to(compute)) / normalizer
+
+
+def gla2d_bigla(
+        q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, gate_fwd: torch.Tensor, gate_bwd: torch.Tensor,
+        backend: Optional[str], triton_max_dk: int, triton_max_dv: int,
+) -> torch.Tensor:
+    """``visionattn.ops.bigla`` in eager and FX; in TorchScript the ``visionattn::bigla`` operator with the backend
+    resolved here (an explicit ``backend`` is used as given; otherwise Triton on CUDA for fp16/bf16/fp32 inputs
+    within ``triton_max_dk`` / ``triton_max_dv``, the reference elsewhere; ``VISIONATTN_BACKEND`` is not read in
+    TorchScript)."""
+    if torch.jit.is_scripting():
+        if backend is None:
+            chosen = "reference"
+            if q.is_cuda and q.dtype != torch.float64 and q.shape[-1] <= triton_max_dk \
+                    and v.shape[-1] <= triton_max_dv:
+                chosen = "triton"
+        else:
+            chosen = backend
+        return torch.ops.visionattn.bigla(q, k, v, gate_fwd, gate_bwd, q.shape[-1] ** -0.5, chosen)
+    return ops.bigla(q, k, v, gate_fwd, gate_bwd, backend=backend)
+
+
+for _fn in (fp32_rms_norm, gla2d_check_input, gla2d_log_gates, gla2d_bigla):
+    torch.fx.wrap(_fn.__name__)
+    register_notrace_function(_fn)
 
 
 class Fp32RmsNorm(nn.Module):
@@ -23,17 +78,13 @@ class Fp32RmsNorm(nn.Module):
     ``y = x / sqrt(mean(x^2) + eps) * weight``; input ``[..., dim]``.
     """
 
-    def __init__(self, dim: int, eps: float = 1e-6) -> None:
+    def __init__(self, dim: int, eps: float = 1e-6, device=None, dtype=None) -> None:
         super().__init__()
         self.eps = eps
-        self.weight = nn.Parameter(torch.ones(dim))
+        self.weight = nn.Parameter(torch.ones(dim, device=device, dtype=dtype))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        dtype = x.dtype
-        compute = torch.float64 if dtype == torch.float64 else torch.float32
-        # fused: autograd keeps the input and the per-row rstd only
-        out = F.rms_norm(x.to(compute), (x.shape[-1],), self.weight.to(compute), self.eps)
-        return out.to(dtype)
+        return fp32_rms_norm(x, self.weight, self.eps)
 
     def extra_repr(self) -> str:
         return f"{self.weight.shape[0]}, eps={self.eps}"
@@ -77,10 +128,13 @@ class BiGatedLinearAttention2d(nn.Module):
             conv_act: bool = False,
             out_act: bool = False,
             norm_eps: float = 1e-6,
-            out_norm_eps: float | None = None,
-            backend: str | None = None,
+            out_norm_eps: Optional[float] = None,
+            backend: Optional[str] = None,
+            device=None,
+            dtype=None,
     ) -> None:
         super().__init__()
+        dd = dict(device=device, dtype=dtype)
         if not isinstance(dim, int) or dim < 1:
             raise ValueError(f"BiGatedLinearAttention2d: dim must be a positive int, got {dim!r}")
         if not isinstance(num_heads, int) or num_heads < 1:
@@ -110,20 +164,22 @@ class BiGatedLinearAttention2d(nn.Module):
         self.head_v_dim = value_dim // num_heads
         self.gate_logit_normalizer = float(gate_logit_normalizer)
         self.backend = backend
+        # head dims the Triton kernels take here (0: no Triton); read by the TorchScript path of gla2d_bigla
+        self._triton_max_dk, self._triton_max_dv = (TRITON_MAX_DK, TRITON_MAX_DV) if triton_available() else (0, 0)
 
         self.in_proj = nn.Sequential(
-            nn.Conv2d(dim, dim, kernel_size=3, padding=1, groups=dim, bias=False),
+            nn.Conv2d(dim, dim, kernel_size=3, padding=1, groups=dim, bias=False, **dd),
             nn.SiLU() if conv_act else nn.Identity(),
         )
-        self.qkv_proj = nn.Linear(dim, 2 * key_dim + value_dim, bias=False)
+        self.qkv_proj = nn.Linear(dim, 2 * key_dim + value_dim, bias=False, **dd)
         self.gk_proj = nn.Sequential(
-            nn.Linear(dim, gate_low_rank_dim, bias=False),
-            nn.Linear(gate_low_rank_dim, 2 * key_dim, bias=True),
+            nn.Linear(dim, gate_low_rank_dim, bias=False, **dd),
+            nn.Linear(gate_low_rank_dim, 2 * key_dim, bias=True, **dd),
         )
-        self.o_proj = nn.Linear(value_dim, dim, bias=False)
-        self.g_norm = Fp32RmsNorm(self.head_v_dim, eps=norm_eps if out_norm_eps is None else out_norm_eps)
-        self.l_norm = Fp32RmsNorm(self.head_v_dim, eps=norm_eps)
-        self.g_proj = nn.Linear(dim, value_dim, bias=True)
+        self.o_proj = nn.Linear(value_dim, dim, bias=False, **dd)
+        self.g_norm = Fp32RmsNorm(self.head_v_dim, eps=norm_eps if out_norm_eps is None else out_norm_eps, **dd)
+        self.l_norm = Fp32RmsNorm(self.head_v_dim, eps=norm_eps, **dd)
+        self.g_proj = nn.Linear(dim, value_dim, bias=True, **dd)
         self.out_act = nn.SiLU() if out_act else nn.Identity()
         self.reset_parameters()
 
@@ -138,11 +194,8 @@ class BiGatedLinearAttention2d(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``x``: ``[B, H, W, C]`` -> ``[B, H, W, C]``."""
-        if x.dim() != 4 or x.shape[-1] != self.dim:
-            raise ValueError(
-                f"BiGatedLinearAttention2d: x must be [B, H, W, C={self.dim}] (channels last), got {tuple(x.shape)}"
-            )
-        batch, height, width, _ = x.shape
+        x = gla2d_check_input(x, self.dim)
+        batch, height, width = x.shape[0], x.shape[1], x.shape[2]
         length, heads = height * width, self.num_heads
         local = self.in_proj(x.permute(0, 3, 1, 2)).permute(0, 2, 3, 1).reshape(batch, length, self.dim)
 
@@ -150,15 +203,13 @@ class BiGatedLinearAttention2d(nn.Module):
         q = q.reshape(batch, length, heads, self.head_k_dim)
         k = k.reshape(batch, length, heads, self.head_k_dim)
         v = v.reshape(batch, length, heads, self.head_v_dim)
-        # gates in fp32: logsigmoid of an fp16 logit loses the small decays that matter over long scans
-        gate_logits = self.gk_proj(local)
-        gates = F.logsigmoid(gate_logits.to(torch.promote_types(gate_logits.dtype, torch.float32)))
-        gates = gates / self.gate_logit_normalizer
+        gates = gla2d_log_gates(self.gk_proj(local), self.gate_logit_normalizer)
         gate_fwd, gate_bwd = gates.chunk(2, dim=-1)
         gate_fwd = gate_fwd.reshape(batch, length, heads, self.head_k_dim)
         gate_bwd = gate_bwd.reshape(batch, length, heads, self.head_k_dim)
 
-        o = ops.bigla(q, k, v, gate_fwd, gate_bwd, backend=self.backend)  # [B, L, heads, dv]
+        o = gla2d_bigla(q, k, v, gate_fwd, gate_bwd, self.backend, self._triton_max_dk,
+                        self._triton_max_dv)  # [B, L, heads, dv]
 
         mix = torch.sigmoid(self.g_proj(local)).reshape(batch, length, heads, self.head_v_dim)
         local = self.l_norm(local.reshape(batch, length, heads, self.head_v_dim))

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import Callable, Optional, Sequence, Tuple
+from typing import Callable, Optional, Sequence, Set, Tuple
 
 import torch
 
@@ -40,6 +40,19 @@ def triton_supports(device: torch.device) -> Tuple[bool, str]:
 
 def reference_supports(device: torch.device) -> Tuple[bool, str]:
     return True, ""
+
+
+_warned: Set[Tuple[str, str]] = set()
+
+
+def warn_fallback(op_name: str, reason: str) -> None:
+    """Log once per (op, reason), at WARNING level, that the automatic choice fell back from Triton to the
+    reference backend: speed and memory change, so it must not happen silently."""
+    key = (op_name, reason)
+    if key in _warned:
+        return
+    _warned.add(key)
+    _logger.warning("%s: falling back from the triton backend to the reference backend: %s", op_name, reason)
 
 
 SupportFn = Callable[[torch.device], Tuple[bool, str]]

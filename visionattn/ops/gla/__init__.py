@@ -7,17 +7,14 @@ token's own ``k_t v_t^T`` term counts in both directions.
 """
 from __future__ import annotations
 
-import logging
 from typing import Optional, Tuple
 
 import torch
 
-from .._dispatch import choose_backend, reference_supports, triton_supports
-from .reference import bigla_reference, gla_reference
+from .._dispatch import choose_backend, reference_supports, triton_supports, warn_fallback
+from .op import bigla_backward_op, bigla_op, gla_backward_op, gla_op  # registers the visionattn::*gla* operators
 
-__all__ = ["gla", "bigla", "GLA_BACKENDS"]
-
-_logger = logging.getLogger(__name__)
+__all__ = ["gla", "bigla", "GLA_BACKENDS", "gla_op", "bigla_op", "gla_backward_op", "bigla_backward_op"]
 
 GLA_BACKENDS: Tuple[str, ...] = ("triton", "reference")
 
@@ -93,7 +90,7 @@ def _choose(op: str, backend: Optional[str], q: torch.Tensor, v: torch.Tensor) -
         return chosen
     if backend is not None:
         raise ValueError(f"{op}: the triton backend cannot take these inputs: {reason}; use backend='reference'")
-    _logger.debug("%s: triton refused (%s), using the reference backend", op, reason)
+    warn_fallback(op, reason)
     return "reference"
 
 
@@ -134,10 +131,7 @@ def gla(
         raise TypeError(f"gla: reverse must be a bool, got {type(reverse).__name__}")
     scale = _scale(scale, q, "gla")
     chosen = _choose("gla", backend, q, v)
-    if chosen == "triton":
-        from .triton import gla_triton
-        return gla_triton(q, k, v, log_gate, scale, reverse)
-    return gla_reference(q, k, v, log_gate, scale, reverse)
+    return torch.ops.visionattn.gla(q, k, v, log_gate, scale, reverse, chosen)
 
 
 def bigla(
@@ -167,7 +161,4 @@ def bigla(
     _check_inputs("bigla", q, k, v, (("log_gate_fwd", log_gate_fwd), ("log_gate_bwd", log_gate_bwd)))
     scale = _scale(scale, q, "bigla")
     chosen = _choose("bigla", backend, q, v)
-    if chosen == "triton":
-        from .triton import bigla_triton
-        return bigla_triton(q, k, v, log_gate_fwd, log_gate_bwd, scale)
-    return bigla_reference(q, k, v, log_gate_fwd, log_gate_bwd, scale)
+    return torch.ops.visionattn.bigla(q, k, v, log_gate_fwd, log_gate_bwd, scale, chosen)

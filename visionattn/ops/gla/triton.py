@@ -456,33 +456,3 @@ def gla_backward(q, k, v, g0, g1, do, scale: float, dirs: int):
         m["length"], m["heads"], m["nt"], m["dk"], m["dv"], DIRS=dirs, DT=dt, BT=CHUNK, BC=SUB_CHUNK, BK=m["bk"],
         BV=m["bv"], **_LAUNCH)
     return dq, dk, dv, dg0, dg1
-
-
-# ------------------------------------------------------------------------------------------------- autograd
-
-
-class _GLAFunction(torch.autograd.Function):
-
-    @staticmethod
-    def forward(ctx, q, k, v, g0, g1, scale, dirs):
-        q, k, v, g0 = (t.contiguous() for t in (q, k, v, g0))
-        g1 = g1.contiguous() if g1 is not None else None
-        ctx.save_for_backward(q, k, v, g0, g1)
-        ctx.scale, ctx.dirs = scale, dirs
-        return gla_forward(q, k, v, g0, g1, scale, dirs)
-
-    @staticmethod
-    def backward(ctx, do):
-        q, k, v, g0, g1 = ctx.saved_tensors
-        dq, dk, dv, dg0, dg1 = gla_backward(q, k, v, g0, g1, do.contiguous(), ctx.scale, ctx.dirs)
-        return dq, dk, dv, dg0, dg1, None, None
-
-
-def gla_triton(q, k, v, log_gate, scale: float, reverse: bool = False) -> torch.Tensor:
-    """Triton GLA, one direction. Shapes as in :func:`visionattn.ops.gla`; inputs are trusted (checked there)."""
-    return _GLAFunction.apply(q, k, v, log_gate, None, scale, 1 if reverse else 0)
-
-
-def bigla_triton(q, k, v, log_gate_fwd, log_gate_bwd, scale: float) -> torch.Tensor:
-    """Triton bidirectional GLA: both directions in the same kernels (each q/k/v tile read once per kernel)."""
-    return _GLAFunction.apply(q, k, v, log_gate_fwd, log_gate_bwd, scale, 2)

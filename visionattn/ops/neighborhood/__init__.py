@@ -6,20 +6,20 @@ interleaved groups, and the bias of (query p, key s) is ``rpb[h, (s_y - p_y)/d_y
 """
 from __future__ import annotations
 
-import logging
 import operator
 from typing import Optional, Sequence, Tuple, Union
 
 import torch
 
-from .._dispatch import choose_backend, reference_supports, triton_supports
+from .._dispatch import choose_backend, reference_supports, triton_supports, warn_fallback
+from .op import na2d_backward, na2d_forward  # registers the visionattn::na2d* operators
 from .reference import na2d_reference
 
-__all__ = ["na2d", "NA_BACKENDS"]
-
-_logger = logging.getLogger(__name__)
+__all__ = ["na2d", "NA_BACKENDS", "na2d_forward", "na2d_backward"]
 
 NA_BACKENDS: Tuple[str, ...] = ("triton", "reference")
+# Register tiles of the Triton kernels hold [queries, head dim] fp32 blocks.
+TRITON_MAX_DIM = 256
 
 IntOrPair = Union[int, Sequence[int]]
 
@@ -125,20 +125,26 @@ def na2d(
     if not 0.0 <= dropout_p < 1.0:
         raise ValueError(f"na2d: dropout_p must be in [0, 1), got {dropout_p}")
     chosen = choose_backend("na2d", backend, q.device, _BACKENDS)
-    if chosen == "triton" and dropout_p > 0:
-        if backend is not None:
-            raise ValueError("na2d: the triton backend has no attention dropout; use backend='reference'")
-        _logger.debug("na2d: dropout_p > 0, using the reference backend")
-        chosen = "reference"
-    if chosen == "triton" and q.dtype == torch.float64:
-        if backend is not None:
-            raise TypeError("na2d: the triton backend takes float16, bfloat16 or float32; use backend='reference'")
-        _logger.debug("na2d: float64 input, using the reference backend")
-        chosen = "reference"
     if chosen == "triton":
-        dim = q.shape[-1]
-        if dim > 256:
-            raise ValueError(f"na2d: the triton backend supports head dims up to 256, got {dim}")
-        from .triton import na2d_triton
-        return na2d_triton(q, k, v, kernel_size, dilation, rpb, float(scale))
-    return na2d_reference(q, k, v, kernel_size, dilation, rpb, float(scale), dropout_p=float(dropout_p))
+        reason = None
+        if dropout_p > 0:
+            if backend is not None:
+                raise ValueError("na2d: the triton backend has no attention dropout; use backend='reference'")
+            reason = "attention dropout (dropout_p > 0) runs on the reference backend only"
+        elif q.dtype == torch.float64:
+            if backend is not None:
+                raise TypeError("na2d: the triton backend takes float16, bfloat16 or float32; use backend='reference'")
+            reason = "float64 inputs run on the reference backend only"
+        elif q.shape[-1] > TRITON_MAX_DIM:
+            if backend is not None:
+                raise ValueError(f"na2d: the triton backend supports head dims up to {TRITON_MAX_DIM}, "
+                                 f"got {q.shape[-1]}; use backend='reference'")
+            reason = f"head dim {q.shape[-1]} > {TRITON_MAX_DIM}"
+        if reason is not None:
+            warn_fallback("na2d", reason)
+            chosen = "reference"
+    if dropout_p > 0:
+        # Attention dropout stays outside the custom operator: a random op inside it would need its seed saved
+        # and replayed by the hand-written backward. This path is plain autograd over checkpointed tiles.
+        return na2d_reference(q, k, v, kernel_size, dilation, rpb, float(scale), dropout_p=float(dropout_p))
+    return torch.ops.visionattn.na2d(q, k, v, rpb, list(kernel_size), list(dilation), float(scale), chosen)
