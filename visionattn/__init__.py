@@ -1,7 +1,8 @@
 """visionattn: efficient-attention vision backbones for timm and OpenMMLab.
 
-``import visionattn`` registers every model family in timm's registry. OpenMMLab is only imported
-by ``visionattn.mm``.
+``import visionattn`` registers every model family in timm's registry, and routes timm's checkpoint loaders
+through :mod:`visionattn.checkpoint` (weights-only loading; code in a file runs only with an explicit opt-in, see
+SECURITY.md). OpenMMLab is only imported by ``visionattn.mm``.
 """
 __version__ = "0.1.0"
 

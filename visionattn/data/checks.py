@@ -16,6 +16,7 @@ from typing import List, Sequence
 
 import torch
 from PIL import Image
+from timm.data import ImageDataset
 
 _logger = logging.getLogger(__name__)
 
@@ -30,13 +31,7 @@ class BadImageError(ValueError):
     """An image file of a dataset cannot be decoded; the message names the file."""
 
 
-def _image_dataset_class():
-    from timm.data import ImageDataset
-
-    return ImageDataset
-
-
-class CheckedImageDataset(_image_dataset_class()):
+class CheckedImageDataset(ImageDataset):
     """timm's ``ImageDataset`` that names unreadable files (raise) or skips and counts them (``skip_bad_images``).
 
     Build it from an existing dataset with :func:`check_images`; every other behaviour (reader, transforms,
@@ -99,8 +94,7 @@ def check_images(dataset, skip: bool = False):
 
     Datasets that are not timm ``ImageDataset`` objects (iterable / TFDS / HF datasets) are returned unchanged.
     """
-    base = _image_dataset_class()
-    if type(dataset) is not base and not isinstance(dataset, CheckedImageDataset):
+    if type(dataset) is not ImageDataset and not isinstance(dataset, CheckedImageDataset):
         return dataset
     checked = CheckedImageDataset.__new__(CheckedImageDataset)
     checked.__dict__.update(dataset.__dict__)
