@@ -28,6 +28,9 @@ def parse_args(argv=None):
     parser.add_argument("checkpoint", help="checkpoint file (a Runner checkpoint or a plain state dict)")
     parser.add_argument("--work-dir", help="where logs and metrics go (default: work_dirs/<config name>)")
     parser.add_argument("--cfg-options", nargs="+", action=DictAction, help="override config entries")
+    parser.add_argument("--trust-checkpoint", action="store_true",
+                        help="allow a full pickle load of a checkpoint that holds more than tensors and plain data "
+                             "(runs code from the file: only for files you trust)")
     parser.add_argument("--launcher", choices=["none", "pytorch", "slurm", "mpi"], default="none",
                         help="job launcher (pytorch: under torchrun)")
     parser.add_argument("--local-rank", "--local_rank", type=int, default=0)
@@ -40,7 +43,9 @@ def main(argv=None) -> dict:
     args = parse_args(argv)
     from mmengine.runner import Runner
 
-    import visionattn.mm  # noqa: F401  (registers VisionAttnBackbone; safe globals for checkpoints)
+    import visionattn.mm  # noqa: F401  (registers VisionAttnBackbone; safe checkpoint loading)
+    from visionattn.checkpoint import trusted_checkpoints
+    from visionattn.mm.data_checks import DataFilesHook
     from visionattn.mm.demo import apply_demo_data
     from visionattn.mm.runner import load_config
 
@@ -48,8 +53,10 @@ def main(argv=None) -> dict:
     cfg.load_from = args.checkpoint
     apply_demo_data(cfg)
 
-    runner = Runner.from_cfg(cfg)
-    metrics = runner.test()
+    with trusted_checkpoints(args.trust_checkpoint or None):
+        runner = Runner.from_cfg(cfg)
+        runner.register_hook(DataFilesHook())  # missing image files named up front
+        metrics = runner.test()
     print(json.dumps({k: float(v) if isinstance(v, (int, float)) else str(v) for k, v in metrics.items()}))
     return metrics
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import math
 import os
 import sys
 import time
@@ -35,12 +34,15 @@ from timm.loss import LabelSmoothingCrossEntropy, SoftTargetCrossEntropy  # noqa
 from timm.optim import create_optimizer_v2  # noqa: E402
 from timm.scheduler import create_scheduler_v2  # noqa: E402
 from timm.utils import (  # noqa: E402
-    AverageMeter, CheckpointSaver, ModelEmaV3, NativeScaler, accuracy, random_seed, update_summary,
+    AverageMeter, ModelEmaV3, NativeScaler, accuracy, random_seed, update_summary,
 )
 from tqdm import tqdm  # noqa: E402
 
 import visionattn  # noqa: E402,F401  (registers the families)
+from visionattn.checkpoint import SafeCheckpointSaver, restore_rng_state, trusted_checkpoints  # noqa: E402
+from visionattn.data.checks import check_images, report_skipped_images  # noqa: E402
 from visionattn.data.demo import ensure_demo  # noqa: E402
+from visionattn.training import check_finite_loss, resolve_amp_dtype, resolve_resume_args  # noqa: E402
 
 _logger = logging.getLogger("train")
 
@@ -70,12 +72,18 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--train-split", default="train")
     g.add_argument("--val-split", default="val")
     g.add_argument("--workers", "-j", type=int, default=2)
+    g.add_argument("--skip-bad-images", action="store_true",
+                   help="skip unreadable images (counted and listed at the end) instead of stopping at the first")
     g = p.add_argument_group("model")
     g.add_argument("--model", default=None, help=f"timm model name (default: {DEFAULT_MODEL})")
     g.add_argument("--model-kwargs", nargs="*", action=KeyValue, default=None, help="extra model args, key=value")
     g.add_argument("--pretrained", action="store_true")
     g.add_argument("--initial-checkpoint", default="", help="load these weights before training")
-    g.add_argument("--resume", default="", help="resume model, optimizer, scaler and epoch from this checkpoint")
+    g.add_argument("--resume", default="", help="resume model, optimizer, scaler, epoch and RNG state from this "
+                   "checkpoint; a run folder or 'auto' (the newest good checkpoint of --output/--experiment, or of "
+                   "the newest run of --model) continues that run in place")
+    g.add_argument("--trust-checkpoint", action="store_true", help="allow a full pickle load of checkpoints that "
+                   "hold more than tensors and plain data (runs code from the file: only for files you trust)")
     g.add_argument("--no-resume-opt", action="store_true")
     g.add_argument("--num-classes", type=int, default=None)
     g.add_argument("--img-size", type=int, default=None)
@@ -171,8 +179,11 @@ def check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Non
             if not (root / split).is_dir():
                 parser.error(f"--data-dir {args.data_dir!r} has no {split!r} folder (expected ImageFolder layout "
                              f"{root}/{split}/<class>/*.png)")
-    if args.resume and not Path(args.resume).is_file():
-        parser.error(f"--resume {args.resume!r} is not a file")
+    if args.resume:
+        try:
+            resolve_resume_args(args)  # 'auto' / a run folder -> its newest good checkpoint, continued in place
+        except ValueError as err:
+            parser.error(str(err))
     if args.epochs < 1:
         parser.error("--epochs must be >= 1")
 
@@ -198,11 +209,11 @@ def reduce_mean(value: torch.Tensor, world_size: int) -> torch.Tensor:
     return value / world_size
 
 
-def restore_checkpoint(path, model, optimizer, loss_scaler, model_ema) -> int:
-    """Restore what ``CheckpointSaver`` wrote (model, optimizer, AMP scaler, EMA); returns the epoch to start at."""
+def restore_checkpoint(path, model, optimizer, loss_scaler, model_ema, args=None) -> int:
+    """Restore what ``CheckpointSaver`` wrote (model, optimizer, AMP scaler, EMA, RNG); returns the start epoch."""
     from visionattn.models._helpers import load_checkpoint_file
 
-    checkpoint = load_checkpoint_file(path)
+    checkpoint = load_checkpoint_file(path, trust_checkpoint=getattr(args, "trust_checkpoint", False) or None)
     if "state_dict" not in checkpoint or "epoch" not in checkpoint:
         raise ValueError(f"--resume {path}: not a training checkpoint (no 'state_dict'/'epoch'); "
                          "use --initial-checkpoint for plain weights")
@@ -213,6 +224,12 @@ def restore_checkpoint(path, model, optimizer, loss_scaler, model_ema) -> int:
         loss_scaler.load_state_dict(checkpoint[loss_scaler.state_dict_key])
     if model_ema is not None and "state_dict_ema" in checkpoint:
         model_ema.module.load_state_dict(checkpoint["state_dict_ema"])
+    # The generators as they were after the saved epoch: the resumed run draws the same data order and
+    # augmentations as an uninterrupted one (single process; under DDP each rank reseeds per epoch instead).
+    if getattr(args, "world_size", 1) == 1:
+        restore_rng_state((checkpoint.get("saver") or {}).get("rng_state"))
+    else:
+        random_seed(args.seed + checkpoint["epoch"] + 1, args.rank)
     # CheckpointSaver (version 2) stores the finished epoch; training resumes at the next one.
     return checkpoint["epoch"] + 1
 
@@ -233,8 +250,7 @@ def train_one_epoch(epoch, model, loader, optimizer, loss_fn, args, device, auto
         with autocast():
             output = model(input)
             loss = loss_fn(output, target)
-        if not math.isfinite(loss.item()):
-            raise FloatingPointError(f"loss is {loss.item()} at epoch {epoch}; lower --lr or disable --amp")
+        check_finite_loss(loss, epoch, num_updates - num_updates_start, optimizer, args, num_updates)
         optimizer.zero_grad(set_to_none=True)
         if loss_scaler is not None:
             loss_scaler(loss, optimizer, clip_grad=args.clip_grad, parameters=model.parameters())
@@ -280,9 +296,9 @@ def evaluate(model, loader, device, autocast, args, desc="eval"):
 
 
 def make_autocast(args, device):
-    if not args.amp:
+    dtype = resolve_amp_dtype(args.amp, args.amp_dtype, device)  # says so when float16 becomes bfloat16 on CPU
+    if dtype is None:
         return nullcontext, None
-    dtype = torch.bfloat16 if (device.type == "cpu" or args.amp_dtype == "bfloat16") else torch.float16
     # timm's NativeScaler: CheckpointSaver and resume store it under its ``state_dict_key``.
     scaler = NativeScaler(device.type) if dtype == torch.float16 else None
     return (lambda: torch.autocast(device_type=device.type, dtype=dtype)), scaler
@@ -301,6 +317,7 @@ def main(argv=None) -> dict:
                                    batch_size=args.batch_size)
     dataset_eval = create_dataset(args.dataset, root=args.data_dir, split=args.val_split, is_training=False,
                                   batch_size=args.batch_size)
+    dataset_train, dataset_eval = (check_images(d, skip=args.skip_bad_images) for d in (dataset_train, dataset_eval))
     if args.num_classes is None:
         class_to_idx = getattr(getattr(dataset_train, "reader", None), "class_to_idx", None)
         if not class_to_idx:
@@ -310,11 +327,13 @@ def main(argv=None) -> dict:
     model_kwargs = dict(args.model_kwargs)
     if args.drop_path is not None:
         model_kwargs["drop_path_rate"] = args.drop_path
-    model = timm.create_model(args.model, pretrained=args.pretrained, num_classes=args.num_classes,
-                              drop_rate=args.drop, **model_kwargs)
+    with trusted_checkpoints(args.trust_checkpoint or None):  # also covers timm's pretrained loaders
+        model = timm.create_model(args.model, pretrained=args.pretrained, num_classes=args.num_classes,
+                                  drop_rate=args.drop, **model_kwargs)
     if args.initial_checkpoint:
         from visionattn.models._helpers import load_checkpoint_file, unwrap_state_dict
-        model.load_state_dict(unwrap_state_dict(load_checkpoint_file(args.initial_checkpoint)))
+        model.load_state_dict(unwrap_state_dict(load_checkpoint_file(args.initial_checkpoint,
+                                                                     trust_checkpoint=args.trust_checkpoint or None)))
     if args.grad_checkpointing:
         model.set_grad_checkpointing(True)
     model.to(device)
@@ -334,7 +353,7 @@ def main(argv=None) -> dict:
     resume_epoch = None
     if args.resume:
         resume_epoch = restore_checkpoint(args.resume, model, None if args.no_resume_opt else optimizer, loss_scaler,
-                                          model_ema)
+                                          model_ema, args)
 
     train_model = model
     if args.distributed:
@@ -383,9 +402,11 @@ def main(argv=None) -> dict:
         output_dir.mkdir(parents=True, exist_ok=True)
         saved_args = {k: v for k, v in vars(args).items()}
         (output_dir / "args.yaml").write_text(yaml.safe_dump(saved_args, default_flow_style=False, sort_keys=False))
-        saver = CheckpointSaver(model=model, optimizer=optimizer, args=args, model_ema=model_ema,
-                                amp_scaler=loss_scaler, checkpoint_dir=str(output_dir), recovery_dir=str(output_dir),
-                                decreasing=args.eval_metric == "loss", max_history=args.checkpoint_hist)
+        saver = SafeCheckpointSaver(model=model, optimizer=optimizer, args=args, model_ema=model_ema,
+                                    amp_scaler=loss_scaler, checkpoint_dir=str(output_dir),
+                                    recovery_dir=str(output_dir), decreasing=args.eval_metric == "loss",
+                                    max_history=args.checkpoint_hist)
+        saver.continue_run(args.resume, start_epoch)  # resuming in this folder: history, summary.csv, temp files
         _logger.info("run folder: %s", output_dir)
 
     best_metric, best_epoch, eval_metrics = None, None, {}
@@ -410,6 +431,7 @@ def main(argv=None) -> dict:
                          train_metrics["loss"], eval_metrics["loss"], eval_metrics["top1"], eval_metrics["top5"], lr,
                          time.time() - started)
 
+    report_skipped_images((dataset_train, dataset_eval))
     result = dict(model=args.model, epochs=num_epochs, best_metric=best_metric, best_epoch=best_epoch,
                   final=dict(eval_metrics), param_count=param_count, seconds=round(time.time() - started, 1),
                   output=str(output_dir) if output_dir else None)

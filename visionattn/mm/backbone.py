@@ -24,6 +24,7 @@ import torch.nn as nn
 from mmengine.model import BaseModule
 from timm.layers import LayerNorm2d
 
+from visionattn.checkpoint import download_checkpoint, trusted_checkpoints
 from visionattn.models._helpers import check_converted, load_checkpoint_file, unwrap_state_dict
 
 _logger = logging.getLogger(__name__)
@@ -74,7 +75,11 @@ class VisionAttnBackbone(BaseModule):
             in ``init_weights()``.
         checkpoint: path or URL of a classification checkpoint in the official layout or ours,
             converted by the family's ``checkpoint_filter_fn`` and checked strictly (only the
-            classifier may differ) in ``init_weights()``.
+            classifier may differ) in ``init_weights()``. Loaded without running code from the file
+            (:func:`visionattn.checkpoint.load_checkpoint_file`).
+        trust_checkpoint: allow a full pickle load of ``checkpoint`` (or of timm's ``pretrained`` weights) if it
+            holds more than tensors and plain data. Only for files you trust. None: follow
+            ``$VISIONATTN_TRUST_CHECKPOINT``.
         model_kwargs: forwarded to ``timm.create_model`` (``kernel_size``, ``dilations``, ``window_size``,
             ``img_size``, ...).
         init_cfg: not supported (use ``pretrained`` / ``checkpoint``); must be None.
@@ -96,6 +101,7 @@ class VisionAttnBackbone(BaseModule):
             checkpoint: Optional[str] = None,
             model_kwargs: Optional[Dict] = None,
             init_cfg: Optional[Dict] = None,
+            trust_checkpoint: Optional[bool] = None,
     ):
         if init_cfg is not None:
             raise ValueError(
@@ -130,6 +136,7 @@ class VisionAttnBackbone(BaseModule):
             self.model_kwargs["drop_path_rate"] = float(drop_path_rate)
         self.pretrained = bool(pretrained)
         self.checkpoint = checkpoint
+        self.trust_checkpoint = trust_checkpoint
         self.frozen_stages = frozen_stages
         self.norm_eval = norm_eval
         self.with_cp = with_cp
@@ -241,7 +248,8 @@ class VisionAttnBackbone(BaseModule):
         if self.checkpoint:
             self.load_checkpoint(self.checkpoint)
         elif self.pretrained:
-            full = timm.create_model(self.model_name, pretrained=True, **self.model_kwargs)
+            with trusted_checkpoints(self.trust_checkpoint):
+                full = timm.create_model(self.model_name, pretrained=True, **self.model_kwargs)
             self._copy_from_full(full)
         self._is_init = True
 
@@ -263,14 +271,8 @@ class VisionAttnBackbone(BaseModule):
             raise ValueError(f"{self.model_name} has no forward_intermediates; checkpoint= is not supported for it")
         path = os.fspath(checkpoint)
         if re.match(r"^(https?|ftp)://", path):
-            hub_dir = os.path.join(torch.hub.get_dir(), "checkpoints")
-            os.makedirs(hub_dir, exist_ok=True)
-            local = os.path.join(hub_dir, os.path.basename(path.split("?")[0]))
-            if not os.path.isfile(local):
-                _logger.info("downloading %s to %s", path, local)
-                torch.hub.download_url_to_file(path, local, progress=False)
-            path = local
-        state_dict = unwrap_state_dict(load_checkpoint_file(path))
+            path = download_checkpoint(path)
+        state_dict = unwrap_state_dict(load_checkpoint_file(path, trust_checkpoint=self.trust_checkpoint))
         if any(k.startswith("backbone.") for k in state_dict):  # a whole detector / segmentor checkpoint
             state_dict = {k[len("backbone."):]: v for k, v in state_dict.items() if k.startswith("backbone.")}
             if all(k.startswith(("model.", "out_norms.")) for k in state_dict):

@@ -1,14 +1,14 @@
 """Checkpoint conversion helpers shared by every family's ``checkpoint_filter_fn``."""
 from __future__ import annotations
 
-import argparse
-import logging
 import os
 from typing import Dict, Iterable, Mapping, Optional, Tuple
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+from visionattn.checkpoint import load_checkpoint_file as _load_checkpoint_file
 
 _WRAPPER_KEYS = ("state_dict_ema", "model_ema", "state_dict", "model", "module")
 
@@ -83,27 +83,13 @@ def drop_keys(state_dict: Mapping[str, torch.Tensor], patterns: Iterable[str]) -
     return {k: v for k, v in state_dict.items() if not any(p in k for p in patterns)}
 
 
-def load_checkpoint_file(path: "os.PathLike[str] | str", map_location: str = "cpu") -> Dict:
-    """Load a ``.safetensors``, ``.pth`` or ``.pth.tar`` file, with ``weights_only=True`` where possible.
+def load_checkpoint_file(path: "os.PathLike[str] | str", map_location: str = "cpu", *,
+                         trust_checkpoint: Optional[bool] = None) -> Dict:
+    """Load a ``.safetensors``, ``.pth`` or ``.pth.tar`` file without running code from it.
 
-    Training checkpoints written by timm's ``CheckpointSaver`` carry the argparse namespace, which is
-    allow-listed. Older official checkpoints that pickle other objects fall back to a full load, with
-    a warning, since they come from the URLs in ``default_cfgs``.
+    The name every family's loader calls; the policy lives in :func:`visionattn.checkpoint.load_checkpoint_file`:
+    ``weights_only=True`` with a small allow-list (argparse.Namespace, numpy scalars, ...), a file that needs more
+    is refused with :class:`visionattn.checkpoint.UntrustedCheckpointError` naming what it pickles, unless the user
+    opts in (``trust_checkpoint=True``, ``VISIONATTN_TRUST_CHECKPOINT=1``, ``--trust-checkpoint``).
     """
-    path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"checkpoint file not found: {path}")
-    if path.endswith(".safetensors"):
-        from safetensors.torch import load_file
-
-        return load_file(path, device=map_location)
-    try:
-        with torch.serialization.safe_globals([argparse.Namespace]):
-            return torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as err:  # pickle.UnpicklingError for non-allow-listed globals
-        if "weights_only" not in str(err) and "Unsupported global" not in str(err):
-            raise
-        logging.getLogger(__name__).warning(
-            "%s holds objects beyond tensors; loading it with weights_only=False (only do this for trusted files)", path
-        )
-        return torch.load(path, map_location=map_location, weights_only=False)
+    return _load_checkpoint_file(path, map_location=map_location, trust_checkpoint=trust_checkpoint)
