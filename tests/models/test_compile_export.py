@@ -74,7 +74,7 @@ def test_compile_fullgraph_matches_eager_without_recompiling_every_size(family):
         for step, size in enumerate(SIZES):
             x = _randn(2, 3, *size, seed=step)
             torch.testing.assert_close(compiled(x), model(x), atol=1e-4, rtol=0, msg=f"{family} at {size}")
-    # the first size compiles static, the second once more with dynamic sizes, the third reuses that
+    # the first size compiles static, the second once more with dynamic sizes (automatic dynamic), the third reuses
     assert counter.frame_count <= 2, f"{family}: {counter.frame_count} compilations for {len(SIZES)} sizes"
 
 
