@@ -559,6 +559,12 @@ class SGFormer(StagedBackbone):
         timm calls this for pretrained cfgs with ``custom_load``. A classifier of another size is left at its
         initialisation, as timm does when ``num_classes`` differs.
         """
+        with open(checkpoint_path, "rb") as f:
+            if f.read(64).lstrip().startswith(b"<"):
+                raise ValueError(
+                    f"{checkpoint_path} is a web page, not a checkpoint: the official SG-Former weights are in a "
+                    f"Google Drive folder ({_DRIVE}); download the file and pass "
+                    f"pretrained_cfg_overlay=dict(file=<path>)")
         state_dict = checkpoint_filter_fn(load_checkpoint_file(checkpoint_path), self)
         own = self.state_dict()
         head_keys = [k for k in state_dict if k.startswith("head.")]
@@ -645,23 +651,25 @@ def _cfg(url: str = "", **kwargs) -> Dict:
         "crop_pct": 0.875, "interpolation": "bicubic", "fixed_input_size": False,
         "mean": IMAGENET_DEFAULT_MEAN, "std": IMAGENET_DEFAULT_STD,
         "first_conv": "stem.conv1.conv", "classifier": "head.fc",
-        # no licence file upstream: the weights carry no grant of use
-        "license": "unknown (no licence upstream)", "origin_url": "https://github.com/OliverRensu/SG-Former",
+        # no licence file upstream (code or weights): no grant of use, so "unknown"
+        "license": "unknown", "origin_url": "https://github.com/OliverRensu/SG-Former",
         "paper_ids": "arXiv:2308.12216",
         "paper_name": "SG-Former: Self-guided Transformer with Evolving Token Reallocation",
         **kwargs,
     }
 
 
-def _official_cfg(**kwargs) -> Dict:
-    # a Google Drive folder, no direct file link: download by hand, then pretrained_cfg_overlay=dict(file=...)
-    return _cfg("", custom_load=True, notes=(f"official weights: {_DRIVE} (Google Drive folder)",), **kwargs)
+def _official_cfg(file: str, top1: float, **kwargs) -> Dict:
+    # the release is a Google Drive folder, not file links: download the file by hand, then
+    # timm.create_model(name, pretrained=True, pretrained_cfg_overlay=dict(file=path))
+    return _cfg(_DRIVE, custom_load=True, notes=(
+        f"official release {file} in the Google Drive folder; no licence upstream", f"top-1 {top1} (paper)"), **kwargs)
 
 
 default_cfgs = generate_default_cfgs({
-    "sgformer_s.in1k": _official_cfg(),
-    "sgformer_m.in1k": _official_cfg(),
-    "sgformer_b.in1k": _official_cfg(),
+    "sgformer_s.in1k": _official_cfg("SG-Former-S", 83.2),
+    "sgformer_m.in1k": _official_cfg("SG-Former-M", 84.1),
+    "sgformer_b.in1k": _official_cfg("SG-Former-B", 84.7),
 })
 
 
