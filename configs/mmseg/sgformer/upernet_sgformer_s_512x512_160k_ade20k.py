@@ -1,0 +1,24 @@
+# SG-Former-S: UperNet, 512x512, 160k iterations, ADE20K.
+# Published result: 49.9 mIoU single-scale / 51.5 multi-scale (53M parameters, 989 GFLOPs)
+#   (paper, arXiv 2308.12216, via the MambaOut paper's tables; not re-verified).
+#   No official segmentation code or config was released.
+# Settings: the base config's Swin-style UperNet schedule (AdamW lr 6e-5, weight decay 0.01, poly decay), as
+#   the paper family; drop path 0.2, our choice.
+# Weights: the official ImageNet-1K checkpoints are files in a Google Drive folder (no direct links, no licence
+#   upstream): https://drive.google.com/drive/folders/1ZJDEwxDffqqqzBC2SzhOkpWpGRweDsE4
+#   Download SG-Former-S and set checkpoint='/path/to/file' (the official .pth.tar, EMA weights are taken).
+_base_ = ['../_base_/upernet_512x512_160k_ade20k.py']
+
+model = dict(
+    backbone=dict(
+        model_name='sgformer_s',
+        drop_path_rate=0.2,
+        # the stage outputs are already LayerNormed (the official norm1..norm4): no extra output norms
+        out_norms=False,
+        checkpoint=None),
+    decode_head=dict(in_channels=[64, 128, 256, 512], num_classes=150),
+    auxiliary_head=dict(in_channels=256, num_classes=150))
+
+# the position embedding (learned on the 56x56 grid, resized to each input) is kept out of weight decay, as the
+# norms are in the base config
+optim_wrapper = dict(paramwise_cfg=dict(custom_keys={'pos_embed': dict(decay_mult=0.)}))
