@@ -20,7 +20,6 @@ import timm
 import timm.optim
 from timm.models import group_parameters
 
-import visionattn.models  # noqa: F401  (registers the models)
 from visionattn.models.stvit import STViT, SuperTokenAttention, checkpoint_filter_fn
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "official_keys"
@@ -295,3 +294,22 @@ def test_bad_arguments_raise_clear_errors():
         STViT(**dict(SMALL, stoken_size=(4, 0, 1, 1)))
     with pytest.raises(ValueError, match="embed_dim"):
         STViT(**dict(SMALL, embed_dim=(16, 32)))
+
+
+def test_convert_checkpoint_tool_on_an_official_layout_file(tmp_path):
+    """tools/convert_checkpoint.py: official ``{'model': ..., 'args': Namespace}`` -> safetensors -> timm load."""
+    import sys
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tools"))
+    import convert_checkpoint
+
+    keys = _load_fixture("stvit_small")["keys"]
+    g = torch.Generator().manual_seed(1)
+    off = {k: torch.randn(shape, generator=g) if "num_batches" not in k else torch.zeros(shape, dtype=torch.long)
+           for k, shape in keys.items()}
+    src = tmp_path / "stvit-small-224.pth"
+    torch.save({"model": off, "epoch": 299, "args": argparse.Namespace(model="stvit_small")}, src)
+    out = convert_checkpoint.main(["--model", "stvit_small", "--checkpoint", str(src),
+                                   "--out", str(tmp_path / "stvit_small.safetensors")])
+    model = timm.create_model("stvit_small.in1k", pretrained=True, pretrained_cfg_overlay=dict(file=str(out)))
+    assert torch.equal(model.stages[1].blocks[4].attn.refine.qkv.weight,
+                       off["layers.1.blocks.4.attn.stoken_refine.qkv.weight"])
