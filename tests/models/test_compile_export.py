@@ -35,6 +35,8 @@ CASES = {
     "vig": ("vig_h_tiny", dict(embed_dim=16, depths=(1, 1, 1, 1), num_heads=(1, 1, 2, 2), drop_path_rate=0.0)),
     "vig_plain": ("vig_tiny", dict(embed_dim=32, depth=2, num_heads=2, drop_path_rate=0.0)),
     "sgformer": ("sgformer_s", dict(embed_dims=(16, 32, 64, 64), depths=(2, 2, 2, 1), num_heads=(2, 2, 4, 4))),
+    "stvit": ("stvit_small", dict(embed_dim=(16, 32, 48, 64), depths=(1, 1, 1, 1), num_heads=(1, 2, 3, 4),
+                                  stoken_size=(4, 2, 1, 1), proj_dim=96)),
 }
 # the sizes of the recompile check: not multiples of the windows, odd, non-square; the same code path in each
 SIZES = ((64, 64), (72, 88), (88, 72))

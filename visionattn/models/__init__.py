@@ -3,3 +3,4 @@ from . import vig  # noqa: F401
 from . import nat  # noqa: F401
 from . import gc_vit  # noqa: F401
 from . import sgformer  # noqa: F401
+from . import stvit  # noqa: F401
