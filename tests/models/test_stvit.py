@@ -6,7 +6,8 @@ Oracles: key names/shapes and trainable parameter counts dumped from the officia
 backbones.md §7.2 on the pixel grid (every pixel gathers its 3x3 neighbouring super tokens: the 9-fold unfold the
 implementation avoids), and per-image / checkpointed-vs-plain / repeat equalities. The logits and stage outputs
 of the official code itself were compared outside the test suite (the official code is not vendored): max abs
-stage difference 3e-4 (relative 3e-6) for stvit_base at 224, see the module docstring of visionattn.models.stvit.
+stage difference 3e-4 (relative 3e-6) for stvit_base at 224, recorded in
+benchmarks/results/cpu_stvit_official_parity.json.
 """
 import argparse
 import json
