@@ -1,7 +1,7 @@
 """The smallest model of each family, for the one-step detection / segmentation tests."""
 import pytest
 
-SMALLEST = ("davit_tiny", "nat_mini", "dinat_mini", "gc_vit_xxtiny", "vig_h_tiny", "sgformer_s")
+SMALLEST = ("davit_tiny", "nat_mini", "dinat_mini", "gc_vit_xxtiny", "vig_h_tiny", "sgformer_s", "stvit_small")
 
 
 def skip_unless_registered(model_name: str) -> None:

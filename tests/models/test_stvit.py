@@ -6,7 +6,8 @@ Oracles: key names/shapes and trainable parameter counts dumped from the officia
 backbones.md §7.2 on the pixel grid (every pixel gathers its 3x3 neighbouring super tokens: the 9-fold unfold the
 implementation avoids), and per-image / checkpointed-vs-plain / repeat equalities. The logits and stage outputs
 of the official code itself were compared outside the test suite (the official code is not vendored): max abs
-stage difference 3e-4 (relative 3e-6) for stvit_base at 224, see the module docstring of visionattn.models.stvit.
+stage difference 3e-4 (relative 3e-6) for stvit_base at 224, recorded in
+benchmarks/results/cpu_stvit_official_parity.json.
 """
 import argparse
 import json
@@ -313,3 +314,18 @@ def test_convert_checkpoint_tool_on_an_official_layout_file(tmp_path):
     model = timm.create_model("stvit_small.in1k", pretrained=True, pretrained_cfg_overlay=dict(file=str(out)))
     assert torch.equal(model.stages[1].blocks[4].attn.refine.qkv.weight,
                        off["layers.1.blocks.4.attn.stoken_refine.qkv.weight"])
+
+
+def test_mm_norm_eval_freezes_the_batch_norms_inside_the_blocks():
+    """The OpenMMLab adapter's ``norm_eval`` reaches the BNs of the stem, the blocks and the downsamplers."""
+    pytest.importorskip("mmengine")
+    from visionattn.mm.backbone import VisionAttnBackbone
+
+    backbone = VisionAttnBackbone("stvit_small", norm_eval=True, model_kwargs=SMALL).train()
+    norms = [m for m in backbone.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert len(norms) == 4 + sum(SMALL["depths"]) + 3  # stem, one per block, downsamplers
+    assert not any(m.training for m in norms)
+    before = [m.running_mean.clone() for m in norms]
+    backbone(torch.randn(2, 3, 64, 64))
+    assert all(torch.equal(a, m.running_mean) for a, m in zip(before, norms))
+    assert VisionAttnBackbone("stvit_small", model_kwargs=SMALL).train().model.stages[0].blocks[0].norm2.training
