@@ -524,7 +524,7 @@ def main(argv=None) -> dict:
         train_loss_fn = LabelSmoothingCrossEntropy(smoothing=args.smoothing)
     else:
         train_loss_fn = nn.CrossEntropyLoss()
-    updates_per_epoch = len(loader_train)
+    updates_per_epoch = args.updates_per_epoch = len(loader_train)  # per rank: the sampler splits the data
     lr_scheduler, num_epochs = create_scheduler_v2(
         optimizer, sched=args.sched, num_epochs=args.epochs, warmup_epochs=args.warmup_epochs,
         warmup_lr=args.warmup_lr, min_lr=args.min_lr, cooldown_epochs=args.cooldown_epochs,
