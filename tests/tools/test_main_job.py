@@ -29,7 +29,8 @@ from visionattn.data import demo  # noqa: E402
 from visionattn.models._helpers import load_checkpoint_file, unwrap_state_dict  # noqa: E402
 
 TINY = dict(train_per_class=3, val_per_class=3, image_size=32)
-SHORT = ["--epochs", "2", "--img-size", "32", "--batch-size", "8", "--workers", "0", "--no-progress", "--lr", "1e-3"]
+SHORT = ["--epochs", "2", "--img-size", "32", "--batch-size", "8", "--workers", "0", "--threads", "1", "--no-progress",
+         "--lr", "1e-3"]
 
 
 def _summary(run: Path):
