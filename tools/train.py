@@ -56,8 +56,8 @@ _logger = logging.getLogger("train")
 DEFAULT_MODEL = "test_gc_vit"
 DEFAULT_MODEL_KWARGS = {}
 MAIN_JOB_EXPERIMENT = "demo_main"
-MAIN_JOB_RECIPE = dict(epochs=24, lr=3e-3, batch_size=64, img_size=64, crop_pct=1.0, smoothing=0.1, threads=None,
-                       workers=2)
+MAIN_JOB_RECIPE = dict(epochs=40, lr=1e-3, batch_size=32, img_size=48, crop_pct=1.0, smoothing=0.1, threads=2,
+                       workers=1)
 # Another model on the demo data, and real data: what train.py has always used for unset arguments.
 DEMO_DEFAULTS = dict(epochs=24, lr=3e-3, batch_size=64, img_size=64, crop_pct=1.0, smoothing=0.1, threads=None,
                      workers=2)
@@ -524,7 +524,7 @@ def main(argv=None) -> dict:
         train_loss_fn = LabelSmoothingCrossEntropy(smoothing=args.smoothing)
     else:
         train_loss_fn = nn.CrossEntropyLoss()
-    updates_per_epoch = len(loader_train)
+    updates_per_epoch = args.updates_per_epoch = len(loader_train)  # per rank: the sampler splits the data
     lr_scheduler, num_epochs = create_scheduler_v2(
         optimizer, sched=args.sched, num_epochs=args.epochs, warmup_epochs=args.warmup_epochs,
         warmup_lr=args.warmup_lr, min_lr=args.min_lr, cooldown_epochs=args.cooldown_epochs,

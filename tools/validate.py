@@ -101,6 +101,17 @@ def load_weights(model: torch.nn.Module, path: str, use_ema: bool, trust_checkpo
     return vars(train_args) if isinstance(train_args, argparse.Namespace) else (train_args or {})
 
 
+def training_args(path: str, trust_checkpoint=None) -> dict:
+    """train.py's args stored in a training checkpoint (``{}`` for plain weights or an unreadable file)."""
+    try:
+        checkpoint = load_checkpoint_file(path, trust_checkpoint=trust_checkpoint)
+    except (UntrustedCheckpointError, CheckpointReadError):
+        return {}  # load_weights reports it
+    train_args = checkpoint.get("args") if isinstance(checkpoint, dict) else None
+    train_args = vars(train_args) if isinstance(train_args, argparse.Namespace) else train_args
+    return dict(train_args) if isinstance(train_args, dict) else {}
+
+
 def main(argv=None) -> dict:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     parser = build_parser()
@@ -110,6 +121,14 @@ def main(argv=None) -> dict:
     if args.checkpoint and not Path(args.checkpoint).is_file():
         parser.error(f"--checkpoint {args.checkpoint!r} is not a file")
     demo = args.data_dir is None and not args.dataset
+    if args.checkpoint:
+        # evaluate at the size / crop the run trained at (train.py's args in the checkpoint) unless told otherwise
+        trained = training_args(args.checkpoint, args.trust_checkpoint or None)
+        if args.img_size is None and args.input_size is None:
+            args.img_size = trained.get("img_size")
+            args.input_size = trained.get("input_size") if args.img_size is None else None
+        if args.crop_pct is None:
+            args.crop_pct = trained.get("crop_pct")
     if demo:
         args.data_dir = str(ensure_demo("classification"))
         if args.img_size is None and args.input_size is None:

@@ -720,8 +720,9 @@ def gc_vit_large_512(pretrained: bool = False, **kwargs) -> GCViT:
 default_cfgs.update(generate_default_cfgs({
     # no weights: trained by the main job (``python tools/train.py``) on the built-in demo data
     "test_gc_vit.untrained": _cfg(
-        num_classes=10, input_size=(3, 64, 64), pool_size=(2, 2), crop_pct=1.0, license="apache-2.0",
-        origin_url="", notes=("demo-only: sized for the 64x64 demo data, not an official model",)),
+        num_classes=10, input_size=(3, 48, 48), pool_size=(2, 2), crop_pct=1.0, license="apache-2.0",
+        origin_url="", notes=("demo-only: sized for the demo data (64x64 images, trained at 48x48), not an official "
+                              "model",)),
 }))
 
 
@@ -729,9 +730,10 @@ default_cfgs.update(generate_default_cfgs({
 def test_gc_vit(pretrained: bool = False, **kwargs) -> GCViT:
     """Demo-only GC ViT (like timm's ``test_*`` models): the main job's model, sized for 64x64 demo images.
 
-    Not an official variant and without weights; ``python tools/train.py`` trains it on the demo data. Windows
-    fit the 16/8/4/2 maps of a 64x64 input; one pooled query block makes stage 0's global query window-sized.
+    Not an official variant and without weights; ``python tools/train.py`` trains it on the demo data at 48x48.
+    Windows fit the 12/6/3/2 maps of a 48x48 input; one pooled query block makes stage 0's global query
+    window-sized.
     """
-    args = dict(embed_dim=32, depths=(2, 2, 2, 2), num_heads=(1, 2, 4, 8), window_size=(8, 8, 4, 2), mlp_ratio=2,
+    args = dict(embed_dim=32, depths=(2, 2, 2, 2), num_heads=(1, 2, 4, 8), window_size=(6, 6, 3, 2), mlp_ratio=2,
                 query_blocks=(1, 1, 1, 1), query_pool=(True, False, False, False))
     return _create_gc_vit("test_gc_vit", pretrained, **dict(args, **kwargs))
