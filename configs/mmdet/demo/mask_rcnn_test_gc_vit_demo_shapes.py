@@ -90,7 +90,7 @@ val_evaluator = dict(type='CocoMetric', ann_file='annotations/instances_val.json
                      format_only=False)
 test_evaluator = val_evaluator
 
-max_epochs = 8
+max_epochs = 24  # ~960 iterations: 0.4 s of one core each (measured), ~7 minutes on 2 idle cores with the evaluation
 train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=max_epochs, val_interval=max_epochs)
 val_cfg = dict(type='ValLoop')
 test_cfg = dict(type='TestLoop')
