@@ -51,7 +51,7 @@ def main(argv=None) -> dict:
 
     cfg = load_config(args.config, args.launcher, args.cfg_options, args.work_dir)
     cfg.load_from = args.checkpoint
-    apply_demo_data(cfg)
+    apply_demo_data(cfg, need_checkpoint=False)  # the checkpoint tested holds the backbone's weights
 
     with trusted_checkpoints(args.trust_checkpoint or None):
         runner = Runner.from_cfg(cfg)

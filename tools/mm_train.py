@@ -6,7 +6,8 @@
     python tools/mm_train.py CONFIG --resume            # the newest complete checkpoint in --work-dir (if any)
     python tools/mm_train.py CONFIG --resume PATH.pth   # a given checkpoint
 
-Demo configs (``demo_data = 'coco' | 'ade'``) get their data generated on first use.
+Demo configs (``demo_data = 'coco' | 'ade'``) get their data generated on first use; those that start from the
+main job's checkpoint (``configs/*/demo/*test_gc_vit*``) need ``python tools/train.py`` to have run first.
 Install the stack first: ``bash tools/install_openmmlab.sh``.
 """
 from __future__ import annotations
@@ -61,7 +62,7 @@ def main(argv=None) -> None:
     import visionattn.mm  # noqa: F401  (registers VisionAttnBackbone; safe loading, atomic saves)
     from visionattn.checkpoint import remove_stale_temp_files, trusted_checkpoints
     from visionattn.mm.data_checks import DataFilesHook
-    from visionattn.mm.demo import apply_demo_data
+    from visionattn.mm.demo import MainJobCheckpointMissing, apply_demo_data
     from visionattn.mm.runner import load_config
     from visionattn.mm.serialization import find_resume_checkpoint
 
@@ -81,7 +82,10 @@ def main(argv=None) -> None:
             cfg.resume = False
     elif args.resume is not None:
         cfg.resume, cfg.load_from = True, args.resume
-    apply_demo_data(cfg)
+    try:
+        apply_demo_data(cfg)
+    except MainJobCheckpointMissing as err:
+        raise SystemExit(f"mm_train.py: {err}") from None
 
     with trusted_checkpoints(args.trust_checkpoint or None):
         runner = Runner.from_cfg(cfg)
