@@ -412,7 +412,12 @@ def _meta(q: torch.Tensor, v: torch.Tensor):
     )
 
 
-_LAUNCH = dict(num_warps=4, num_stages=1)
+def launch_options(dk: int, dv: int, dtype) -> dict:
+    """Launch options per kernel for head dims ``dk``, ``dv`` and a dtype (torch dtype or its name), chosen from
+    the ahead-of-time table (``benchmarks/results/triton_aot.json``, ``python -m visionattn.ops._aot``) so that
+    no kernel spills registers on sm_80 / sm_90."""
+    base = dict(num_warps=4, num_stages=1)
+    return dict(gla_states=base, gla_output=base, gla_dstates=base, gla_grads=base)
 
 
 def _states(k, v, g0, g1, dirs: int, m: dict, dt) -> torch.Tensor:
@@ -420,7 +425,7 @@ def _states(k, v, g0, g1, dirs: int, m: dict, dt) -> torch.Tensor:
     h = torch.empty(m["batch"] * m["heads"], n_dirs, m["nt"], m["bk"], m["bv"], device=k.device, dtype=torch.float32)
     _states_kernel[(m["batch"] * m["heads"], n_dirs)](
         k, v, g0, g1 if g1 is not None else g0, h, m["length"], m["heads"], m["nt"], m["dk"], m["dv"],
-        DIRS=dirs, DT=dt, BT=CHUNK, BK=m["bk"], BV=m["bv"], **_LAUNCH)
+        DIRS=dirs, DT=dt, BT=CHUNK, BK=m["bk"], BV=m["bv"], **launch_options(m["dk"], m["dv"], k.dtype)["gla_states"])
     return h
 
 
@@ -432,7 +437,8 @@ def gla_forward(q, k, v, g0, g1, scale: float, dirs: int) -> torch.Tensor:
     out = torch.empty_like(v)
     _output_kernel[(m["nt"], m["batch"] * m["heads"])](
         q, k, v, g0, g1 if g1 is not None else g0, h, out, scale, m["length"], m["heads"], m["nt"], m["dk"],
-        m["dv"], DIRS=dirs, DT=dt, BT=CHUNK, BC=SUB_CHUNK, BK=m["bk"], BV=m["bv"], **_LAUNCH)
+        m["dv"], DIRS=dirs, DT=dt, BT=CHUNK, BC=SUB_CHUNK, BK=m["bk"], BV=m["bv"],
+        **launch_options(m["dk"], m["dv"], q.dtype)["gla_output"])
     return out
 
 
@@ -447,12 +453,12 @@ def gla_backward(q, k, v, g0, g1, do, scale: float, dirs: int):
     dh = torch.empty_like(h)
     _dstates_kernel[(m["batch"] * m["heads"], n_dirs)](
         q, g0, g1_arg, do, dh, scale, do_scale, m["length"], m["heads"], m["nt"], m["dk"], m["dv"],
-        DIRS=dirs, DT=dt, BT=CHUNK, BK=m["bk"], BV=m["bv"], **_LAUNCH)
+        DIRS=dirs, DT=dt, BT=CHUNK, BK=m["bk"], BV=m["bv"], **launch_options(m["dk"], m["dv"], q.dtype)["gla_dstates"])
     dq, dk, dv = torch.empty_like(q), torch.empty_like(k), torch.empty_like(v)
     dg0 = torch.empty_like(g0)
     dg1 = torch.empty_like(g1) if g1 is not None else None
     _grads_kernel[(m["nt"], m["batch"] * m["heads"])](
         q, k, v, g0, g1_arg, do, h, dh, dq, dk, dv, dg0, dg1 if dg1 is not None else dg0, scale, do_scale,
         m["length"], m["heads"], m["nt"], m["dk"], m["dv"], DIRS=dirs, DT=dt, BT=CHUNK, BC=SUB_CHUNK, BK=m["bk"],
-        BV=m["bv"], **_LAUNCH)
+        BV=m["bv"], **launch_options(m["dk"], m["dv"], q.dtype)["gla_grads"])
     return dq, dk, dv, dg0, dg1
