@@ -241,7 +241,8 @@ def _check_triton(mode, batch, length, heads, dk, dv, dtype, gate_scale=1.0, see
         assert torch.isfinite(a).all(), name
         err = _rel_rms(b, a.cpu())
         limit = tol["out"] if name == "out" else tol["grad"]
-        assert err < limit, f"{mode} {name}: rel rms {err:.2e} >= {limit:.0e}"
+        # (an exactly-zero reference, e.g. the first token's forward gate gradient, is met to 1e-6 absolute)
+        assert err < limit or (a.cpu().double() - b).abs().max() <= 1e-6, f"{mode} {name}: rel rms {err:.2e}"
 
 
 @pytest.mark.parametrize("mode", ["fwd", "rev", "bi"])

@@ -317,8 +317,16 @@ def default_tiles(head_dim: int, dtype, kernel_size: Tuple[int, int]) -> Tuple[d
     """(forward tiles, backward tiles) for a head dim, dtype (torch dtype or its name) and kernel size, chosen
     from the ahead-of-time table (``benchmarks/results/triton_aot.json``, ``python -m visionattn.ops._aot``) so
     that no kernel spills registers on sm_80 / sm_90."""
-    fwd = dict(block_qh=8, block_qw=8, num_warps=4, num_stages=2)
-    bwd = dict(block_qh=8, block_qw=8, block_kh=8, block_kw=8, num_warps=4, num_stages=2)
+    name = str(dtype).replace("torch.", "")
+    large = max(kernel_size) >= 9  # a 32-column key halo: [64, 32] score tiles
+    warps = 8 if large else 4
+    fwd = dict(block_qh=8, block_qw=8, num_warps=warps, num_stages=2)
+    bwd = dict(block_qh=8, block_qw=8, block_kh=8, block_kw=8, num_warps=warps, kv_num_warps=4, num_stages=2)
+    if name == "float32":
+        # fp32 (IEEE) dk/dv tiles spill at 4 warps: 8 warps for kernel 7, a 16x4 key tile for kernel 11
+        bwd.update(dict(block_kh=16, block_kw=4) if large else dict(kv_num_warps=8))
+    elif large:
+        bwd["kv_num_warps"] = 8
     return fwd, bwd
 
 
@@ -363,6 +371,7 @@ def na2d_triton_backward(
         scale: float, rpb_grad: bool,
         block_qh: Optional[int] = None, block_qw: Optional[int] = None, block_kh: Optional[int] = None,
         block_kw: Optional[int] = None, num_warps: Optional[int] = None, num_stages: Optional[int] = None,
+        kv_num_warps: Optional[int] = None,
 ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, Optional[torch.Tensor]]:
     """Gradients (dq, dk, dv, drpb) of ``na2d``; all tensors as in the forward, ``grad_out`` like ``out``. Tile
     arguments left None come from :func:`default_tiles`."""
@@ -373,6 +382,7 @@ def na2d_triton_backward(
     block_qw = block_qw or chosen["block_qw"]
     block_kh = block_kh or chosen["block_kh"]
     block_kw = block_kw or chosen["block_kw"]
+    kv_num_warps = kv_num_warps or (num_warps if num_warps else chosen["kv_num_warps"])
     num_warps = num_warps or chosen["num_warps"]
     num_stages = num_stages or chosen["num_stages"]
     grad_out = grad_out.contiguous()
@@ -404,7 +414,7 @@ def na2d_triton_backward(
         DIL_H=dilation[0], DIL_W=dilation[1], KH=kh, KW=kw, TILES_H=tiles_h, TILES_W=tiles_w,
         HAS_RPB=has_rpb, DOT_FP32=dot_fp32,
         BLOCK_KH=block_kh, BLOCK_KW=block_kw, BLOCK_QW=max(16, triton.next_power_of_2(block_kw + kw - 1)),
-        BLOCK_D=block_d, num_warps=num_warps, num_stages=num_stages,
+        BLOCK_D=block_d, num_warps=kv_num_warps, num_stages=num_stages,
     )
     drpb = _reduce_rpb_grad(dlogits, kernel_size, dilation).to(rpb.dtype) if rpb_grad else None
     return dq, dk, dv, drpb
