@@ -124,9 +124,15 @@ def count_gflops(model: nn.Module, example: torch.Tensor) -> Optional[float]:
         return None
 
 
-def benchmark_model(name: str, img_size: int, batch_size: int, device: torch.device, dtype: torch.dtype, args) -> Dict:
+def build_model(name: str, img_size: int, device: torch.device, args) -> nn.Module:
     kwargs = dict(args.model_kwargs or {})
-    model = timm.create_model(name, num_classes=1000, **kwargs).to(device)
+    if name in (args.pass_img_size or ()):
+        kwargs["img_size"] = img_size
+    return timm.create_model(name, num_classes=1000, **kwargs).to(device)
+
+
+def benchmark_model(name: str, img_size: int, batch_size: int, device: torch.device, dtype: torch.dtype, args) -> Dict:
+    model = build_model(name, img_size, device, args)
     if args.channels_last:
         model = model.to(memory_format=torch.channels_last)
     param_count = sum(p.numel() for p in model.parameters())
@@ -134,37 +140,52 @@ def benchmark_model(name: str, img_size: int, batch_size: int, device: torch.dev
     target = torch.randint(0, 1000, (batch_size,), device=device)
     amp = dtype != torch.float32
     autocast = (lambda: torch.autocast(device.type, dtype=dtype)) if amp else nullcontext
-    row = dict(model=name, img_size=img_size, batch_size=batch_size, device=str(device), dtype=str(dtype).split(".")[-1],
-               params_m=round(param_count / 1e6, 3), compiled=bool(args.compile))
+    row = dict(model=name, img_size=img_size, batch_size=batch_size, device=str(device),
+               dtype=str(dtype).split(".")[-1], params_m=round(param_count / 1e6, 3))
 
     model.eval()
     row["gflops"] = round(count_gflops(model, x), 3) if not args.no_flops else None
-    run_model = torch.compile(model) if args.compile else model
+    # Eager always; with --compile the same model again under torch.compile (columns suffixed _compiled; the first
+    # call, which compiles, is timed separately as *_compile_s and excluded from the rates).
+    variants = [("", model)] + ([("_compiled", torch.compile(model))] if args.compile else [])
 
     if not args.train_only:
-        def infer():
-            with torch.inference_mode(), autocast():
-                run_model(x)
-        times = time_fn(infer, device, args.warmup, args.reps, args.iters)
-        row["infer_ms"] = round(1000 * statistics.median(times), 3)
-        row["infer_img_s"] = round(batch_size / statistics.median(times), 2)
-        row["infer_peak_mb"] = round(peak_memory_bytes(infer, device) / 2 ** 20, 1) if not args.no_memory else None
+        for suffix, run_model in variants:
+            def infer():
+                with torch.inference_mode(), autocast():
+                    run_model(x)
+            if suffix:
+                start = time.perf_counter()
+                infer()
+                synchronize(device)
+                row["infer_compile_s"] = round(time.perf_counter() - start, 2)
+            times = time_fn(infer, device, args.warmup, args.reps, args.iters)
+            row[f"infer_ms{suffix}"] = round(1000 * statistics.median(times), 3)
+            row[f"infer_img_s{suffix}"] = round(batch_size / statistics.median(times), 2)
+            if not args.no_memory:
+                row[f"infer_peak_mb{suffix}"] = round(peak_memory_bytes(infer, device) / 2 ** 20, 1)
 
     if not args.infer_only:
         model.train()
         optimizer = torch.optim.SGD(model.parameters(), lr=1e-4)
         loss_fn = nn.CrossEntropyLoss()
-
-        def train_step():
-            with autocast():
-                loss = loss_fn(run_model(x), target)
-            loss.backward()
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
-        times = time_fn(train_step, device, args.warmup, args.reps, args.iters)
-        row["train_ms"] = round(1000 * statistics.median(times), 3)
-        row["train_img_s"] = round(batch_size / statistics.median(times), 2)
-        row["train_peak_mb"] = round(peak_memory_bytes(train_step, device) / 2 ** 20, 1) if not args.no_memory else None
+        for suffix, run_model in variants:
+            def train_step():
+                with autocast():
+                    loss = loss_fn(run_model(x), target)
+                loss.backward()
+                optimizer.step()
+                optimizer.zero_grad(set_to_none=True)
+            if suffix:
+                start = time.perf_counter()
+                train_step()
+                synchronize(device)
+                row["train_compile_s"] = round(time.perf_counter() - start, 2)
+            times = time_fn(train_step, device, args.warmup, args.reps, args.iters)
+            row[f"train_ms{suffix}"] = round(1000 * statistics.median(times), 3)
+            row[f"train_img_s{suffix}"] = round(batch_size / statistics.median(times), 2)
+            if not args.no_memory:
+                row[f"train_peak_mb{suffix}"] = round(peak_memory_bytes(train_step, device) / 2 ** 20, 1)
     return row
 
 
@@ -195,21 +216,28 @@ def format_table(rows: List[Dict]) -> str:
 
 
 def plot(rows: List[Dict], path: str) -> None:
+    """Peak memory (left) and img/s (right) against image size, one line per model; training figures where
+    measured, else inference."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    key = "infer_img_s" if any("infer_img_s" in r for r in rows) else "train_img_s"
-    fig, ax = plt.subplots(figsize=(7, 4))
-    for model in dict.fromkeys(r["model"] for r in rows):
-        points = sorted((r["img_size"], r[key]) for r in rows if r["model"] == model and r.get(key))
-        if points:
-            ax.plot(*zip(*points), marker="o", label=model)
-    ax.set_xlabel("image size (px)")
-    ax.set_ylabel(key.replace("_", " "))
-    ax.set_yscale("log")
-    ax.legend()
-    ax.grid(alpha=0.3)
+    mode = "train" if any(r.get("train_img_s") for r in rows) else "infer"
+    panels = [(f"{mode}_peak_mb", f"{mode} peak tensor memory (MB)"), (f"{mode}_img_s", f"{mode} img/s")]
+    panels = [(key, label) for key, label in panels if any(r.get(key) for r in rows)]
+    fig, axes = plt.subplots(1, len(panels), figsize=(6.5 * len(panels), 4.5), squeeze=False)
+    for ax, (key, label) in zip(axes[0], panels):
+        for model in dict.fromkeys(r["model"] for r in rows):
+            points = sorted((r["img_size"], r[key]) for r in rows if r["model"] == model and r.get(key))
+            if points:
+                ax.plot(*zip(*points), marker="o", label=model)
+        ax.set_xlabel("image size (px)")
+        ax.set_ylabel(label)
+        ax.set_yscale("log")
+        ax.grid(alpha=0.3, which="both")
+        ax.legend(fontsize=8)
+    batch = sorted({r["batch_size"] for r in rows})
+    fig.suptitle(f"{mode}, batch {','.join(map(str, batch))}, {rows[0]['device']} {rows[0]['dtype']}")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
 
@@ -227,7 +255,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", "-b", type=int, nargs="+", default=[8])
     p.add_argument("--device", default=None)
     p.add_argument("--dtype", default="float32", choices=sorted(DTYPES))
-    p.add_argument("--compile", action="store_true", help="torch.compile the model")
+    p.add_argument("--compile", action="store_true",
+                   help="also time the model under torch.compile: adds *_compiled columns beside the eager ones")
+    p.add_argument("--pass-img-size", nargs="*", default=None, metavar="MODEL",
+                   help="models built with img_size=<image size> (e.g. deit_tiny_patch16_224 at 1024)")
+    p.add_argument("--note", default="", help="free text stored in the JSON environment (e.g. machine load)")
     p.add_argument("--channels-last", action="store_true")
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--reps", type=int, default=5)
@@ -239,7 +271,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     p.add_argument("--json", default="", help="write results here")
     p.add_argument("--csv", default="")
-    p.add_argument("--plot", default="", help="write a PNG plot of img/s against image size")
+    p.add_argument("--plot", default="", help="write a PNG plot of peak memory and img/s against image size")
     return p
 
 
@@ -275,7 +307,16 @@ def main(argv=None) -> List[Dict]:
                     _logger.info("%s @ %d, batch %d", name, img_size, batch_size)
                     rows.append(benchmark_model(name, img_size, batch_size, device, dtype, args))
     print(format_table(rows))
-    payload = dict(environment=environment(device), results=rows)
+    env = environment(device)
+    if args.note:
+        env["note"] = args.note
+    if device.type == "cpu":
+        try:
+            import os
+            env["load_avg_at_end"] = [round(x, 2) for x in os.getloadavg()]
+        except (AttributeError, OSError):
+            pass
+    payload = dict(environment=env, results=rows)
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(payload, indent=2))

@@ -198,7 +198,15 @@ def test_checks_raise_clear_errors():
 # ----------------------------------------------------------------------------------------------------------------
 # triton backend (TRITON_INTERPRET=1 on CPU; compiled on CUDA)
 
-_TRITON_TOL = {"out": 0.004, "grad": 0.005}  # fla's relative-RMS ratios (reference/kernels.md 2.2)
+# Relative-RMS tolerances per dtype, set from what the kernels achieve against the float64 oracle on the same
+# rounded inputs (interpreter): fp32 out ~3e-7, grads ~7e-7 (gate grads 7e-6 under strong decay); fp16 ~4.5e-4;
+# bf16 ~3.8e-3. A 3% error in any output or gradient fails every dtype; fla's 4e-3 (reference/kernels.md 2.2)
+# could not see it in fp32.
+_TRITON_TOL = {
+    torch.float32: {"out": 1e-5, "grad": 2e-5},
+    torch.float16: {"out": 3e-3, "grad": 3e-3},
+    torch.bfloat16: {"out": 1.5e-2, "grad": 1.5e-2},
+}
 
 
 def _run(fn, leaves, grad_out):
@@ -227,12 +235,13 @@ def _check_triton(mode, batch, length, heads, dk, dv, dtype, gate_scale=1.0, see
     expected = _run(call("reference"), [t.double() for t in rounded], grad_out)
     got = _run(call("triton"), [t.to(device) for t in rounded], grad_out.to(device))
     names = ["out", "dq", "dk", "dv"] + (["dg_fwd", "dg_bwd"] if mode == "bi" else ["dg"])
-    tol = tol or _TRITON_TOL
+    tol = tol or _TRITON_TOL[dtype]
     for name, a, b in zip(names, got, expected):
         assert a.dtype == dtype and a.shape == b.shape, name
         assert torch.isfinite(a).all(), name
         err = _rel_rms(b, a.cpu())
         limit = tol["out"] if name == "out" else tol["grad"]
+        # (an exactly-zero reference, e.g. the first token's forward gate gradient, is met to 1e-6 absolute)
         assert err < limit or (a.cpu().double() - b).abs().max() <= 1e-6, f"{mode} {name}: rel rms {err:.2e}"
 
 
@@ -258,7 +267,7 @@ def test_triton_padded_head_dims_and_strong_decay():
 
 
 def test_triton_bf16_upcast_in_interpreter():
-    _check_triton("bi", 1, 33, 2, 16, 32, torch.bfloat16, seed=8, tol={"out": 0.01, "grad": 0.01})
+    _check_triton("bi", 1, 33, 2, 16, 32, torch.bfloat16, seed=8)
 
 
 def test_triton_explicit_choice_and_limits():
@@ -279,8 +288,7 @@ _VIG_SHAPES = [(3136, 3, 16, 32), (784, 6, 16, 32), (196, 12, 16, 32), (49, 24, 
 @pytest.mark.parametrize("mode", ["fwd", "rev", "bi"])
 def test_triton_gpu_vig_shapes(mode, shape, dtype):
     length, heads, dk, dv = shape
-    _check_triton(mode, 2, length, heads, dk, dv, dtype, seed=length, device="cuda",
-                  tol={"out": 0.01, "grad": 0.01})
+    _check_triton(mode, 2, length, heads, dk, dv, dtype, seed=length, device="cuda")
 
 
 def test_bench_gla_rows_on_cpu():

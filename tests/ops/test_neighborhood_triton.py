@@ -9,12 +9,20 @@ from visionattn.ops._dispatch import triton_supports
 DEVICE = torch.device("cuda" if torch.cuda.is_available() else "cpu")
 pytestmark = pytest.mark.skipif(not triton_supports(DEVICE)[0], reason="triton cannot run here")
 
-# reference/kernels.md §1.5 (NATTEN's cutlass-fna vs reference): forward, (dq, dk, dv).
+# Relative tolerances (max |error| / max |reference| per tensor), set from what the kernels achieve against the
+# float64 oracle on the same rounded inputs: fp32 ~5e-7 (interpreter; on GPU the fp32 dots are IEEE too), fp16
+# ~5e-4 and bf16 ~5e-3 (one rounding of p / ds before the dot and of the output). A 3% error in any gradient
+# fails every dtype. NATTEN's own tolerances (reference/kernels.md §1.5: fp32 dq atol 1e-2) cannot see that.
 TOLERANCES = {
-    torch.float32: (1e-4, (1e-2, 1e-4, 1e-4)),
-    torch.float16: (1e-2, (1e-2, 1e-2, 1e-2)),
-    torch.bfloat16: (5e-2, (1e-2, 1e-2, 1e-2)),
+    torch.float32: 1e-5,
+    torch.float16: 4e-3,
+    torch.bfloat16: 2e-2,
 }
+
+
+def _assert_rel(got, expected, rel, name):
+    err = ((got - expected).abs().max() / expected.abs().max().clamp_min(1e-30)).item()
+    assert err <= rel, f"{name}: relative error {err:.2e} > {rel:.0e}"
 
 
 def _case(batch, height, width, heads, dim, kernel, with_rpb, dtype, seed=0):
@@ -35,7 +43,7 @@ def _run(fn, q, k, v, rpb, grad_out, dtype, device):
     return out, grads
 
 
-def _compare(case, dtype, kernel, dilation, tiles, check_rpb_atol):
+def _compare(case, dtype, kernel, dilation, tiles):
     q, k, v, rpb, grad_out = case
     scale = q.shape[-1] ** -0.5
     from visionattn.ops.neighborhood.triton import na2d_triton
@@ -52,14 +60,13 @@ def _compare(case, dtype, kernel, dilation, tiles, check_rpb_atol):
                               grad_out.to(dtype).double(), torch.float64, torch.device("cpu"))
     out_tri, grads_tri = _run(triton_fn, q, k, v, rpb, grad_out, dtype, DEVICE)
     assert out_tri.dtype == dtype and out_tri.shape == q.shape
-    fwd_atol, (dq_atol, dk_atol, dv_atol) = TOLERANCES[dtype]
-    torch.testing.assert_close(out_tri.cpu().double(), out_ref, atol=fwd_atol, rtol=0)
-    for name, got, expected, atol in zip(("dq", "dk", "dv"), grads_tri, grads_ref, (dq_atol, dk_atol, dv_atol)):
+    rel = TOLERANCES[dtype]
+    _assert_rel(out_tri.cpu().double(), out_ref, rel, "out")
+    for name, got, expected in zip(("dq", "dk", "dv"), grads_tri, grads_ref):
         assert got.dtype == dtype, name
-        torch.testing.assert_close(got.cpu().double(), expected, atol=atol, rtol=0, msg=lambda m: f"{name}: {m}")
+        _assert_rel(got.cpu().double(), expected, rel, name)
     if rpb is not None:
-        torch.testing.assert_close(grads_tri[3].cpu().double(), grads_ref[3], atol=check_rpb_atol, rtol=0,
-                                   msg=lambda m: f"drpb: {m}")
+        _assert_rel(grads_tri[3].cpu().double(), grads_ref[3], max(rel, 1e-5), "drpb")
 
 
 # (B, H, W, heads, dim, kernel, dilation, rpb, tiles). Maps are not tile multiples; dims 16 and 24 (masked).
@@ -75,19 +82,19 @@ INTERPRETER_CASES = [
 def test_triton_fp32_matches_reference(case):
     batch, height, width, heads, dim, kernel, dilation, with_rpb, tiles = case
     inputs = _case(batch, height, width, heads, dim, kernel, with_rpb, torch.float32)
-    _compare(inputs, torch.float32, kernel, dilation, tiles, check_rpb_atol=1e-4)
+    _compare(inputs, torch.float32, kernel, dilation, tiles)
 
 
 def test_triton_fp16_matches_reference():
     inputs = _case(2, 9, 10, 2, 16, (3, 3), True, torch.float16, seed=1)
-    _compare(inputs, torch.float16, (3, 3), (2, 1), dict(), check_rpb_atol=2e-2)
+    _compare(inputs, torch.float16, (3, 3), (2, 1), dict())
 
 
 def test_triton_bf16_matches_reference():
     # The interpreter runs bf16 through an fp32 dot (its bf16 dot is wrong); this checks the bf16 loads, casts and
     # stores of forward and backward. Real bf16 MMAs are covered by the gpu tests.
     inputs = _case(1, 9, 9, 2, 16, (3, 3), True, torch.bfloat16, seed=2)
-    _compare(inputs, torch.bfloat16, (3, 3), (2, 2), dict(), check_rpb_atol=2e-2)
+    _compare(inputs, torch.bfloat16, (3, 3), (2, 2), dict())
 
 
 def test_triton_rpb_without_grad_and_public_entry():
@@ -130,4 +137,4 @@ GPU_CASES = [
 def test_triton_gpu_matches_reference(case, dtype):
     batch, height, width, heads, dim, kernel, dilation = case
     inputs = _case(batch, height, width, heads, dim, kernel, True, dtype, seed=4)
-    _compare(inputs, dtype, kernel, dilation, dict(), check_rpb_atol=5e-2 if dtype != torch.float32 else 1e-3)
+    _compare(inputs, dtype, kernel, dilation, dict())

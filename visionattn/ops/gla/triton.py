@@ -14,8 +14,8 @@ Kernels (all handle one direction, the reverse one, or both; ``DIRS`` = 0 forwar
   output of every direction from the stored states (the bidirectional mean is formed in registers).
 - ``_dstates_kernel``, grid ``(B*heads, n_dirs)``: the reverse state recurrence, storing the gradient of the
   state leaving each chunk.
-- ``_grads_kernel``, grid ``(NT, B*heads)``: one program per chunk reads q/k/v/dO once and forms dq, dk, dv
-  (summed over directions) and each direction's gate gradient. The gate gradient needs no pass over the
+- ``_grads_kernel``, grid ``(NT, B*heads)``, one launch per direction: one program per chunk reads q/k/v/dO and
+  forms that direction's dq, dk, dv (the bidirectional ones are summed afterwards) and gate gradient. The gate gradient needs no pass over the
   sequence: ``dlog_gate_t = sum_{m >= t in chunk} (q.dq - k.dk)_m + sum_v(S_out * dS_out)``, where the last term
   is the derivative through the state leaving the chunk.
 
@@ -113,7 +113,7 @@ def _intra_scores(q, k, cum, DT: tl.constexpr, REVERSE: tl.constexpr, BT: tl.con
     k_scaled = k[None, :, :] * k_fac
     scores = _dot(q_scaled, tl.trans(k_scaled, (0, 2, 1)), DT)  # [NS, BC, BT]
     diag = tl.zeros((NS, BC, BC), dtype=tl.float32)
-    for j in tl.static_range(BC):
+    for j in range(BC):
         kj = tl.sum(tl.where(rows[None, :, None] == j, k3, 0.0), axis=1)  # [NS, BK]
         cj = tl.sum(tl.where(rows[None, :, None] == j, cum3, 0.0), axis=1)
         w = tl.sum(q3 * kj[:, None, :] * tl.exp2(tl.minimum(cum3 - cj[:, None, :], 0.0)), axis=2)  # [NS, BC]
@@ -150,7 +150,7 @@ def _intra_grads(dscores, q, k, cum, DT: tl.constexpr, REVERSE: tl.constexpr, BT
     ds4 = tl.reshape(ds3, (NS, BC, NS, BC))
     ds_diag = tl.sum(tl.where(blocks[:, None, None, None] == blocks[None, None, :, None], ds4, 0.0), axis=2)
     dk3 = tl.zeros((NS, BC, BK), dtype=tl.float32)
-    for j in tl.static_range(BC):
+    for j in range(BC):
         dsj = tl.sum(tl.where(rows[None, None, :] == j, ds_diag, 0.0), axis=2)  # [NS, BC]: dA[i, j], i in block
         kj = tl.sum(tl.where(rows[None, :, None] == j, k3, 0.0), axis=1)  # [NS, BK]
         cj = tl.sum(tl.where(rows[None, :, None] == j, cum3, 0.0), axis=1)
@@ -356,9 +356,12 @@ def _grads_one_dir(q, k, v, do, g_ptr, dg_ptr, h_ptr, dh_ptr, k_base, h_off, n, 
 
 
 @triton.jit
-def _grads_kernel(q_ptr, k_ptr, v_ptr, g0_ptr, g1_ptr, do_ptr, h_ptr, dh_ptr, dq_ptr, dk_ptr, dv_ptr, dg0_ptr,
-                  dg1_ptr, scale, do_scale, L, H, NT, K, V, DIRS: tl.constexpr, DT: tl.constexpr, BT: tl.constexpr,
+def _grads_kernel(q_ptr, k_ptr, v_ptr, g_ptr, do_ptr, h_ptr, dh_ptr, dq_ptr, dk_ptr, dv_ptr, dg_ptr, scale, do_scale,
+                  L, H, NT, K, V, H_DIRS, H_DIR, DT: tl.constexpr, REVERSE: tl.constexpr, BT: tl.constexpr,
                   BC: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr):
+    """One direction's dq, dk, dv and gate gradient for one chunk. The states of this direction are slice ``H_DIR``
+    of ``H_DIRS`` in ``h`` / ``dh``; the bidirectional backward launches it once per direction (a program then
+    holds one direction's tiles, not both: half the registers)."""
     n = tl.program_id(0)
     i_bh = tl.program_id(1)
     b = (i_bh // H).to(tl.int64)
@@ -367,27 +370,13 @@ def _grads_kernel(q_ptr, k_ptr, v_ptr, g0_ptr, g1_ptr, do_ptr, h_ptr, dh_ptr, dq
     stride_v = H * V
     k_base = b * L * stride_k + hd * K
     v_base = b * L * stride_v + hd * V
-    n_dirs = 2 if DIRS == 2 else 1
-    h_off0 = ((i_bh.to(tl.int64) * n_dirs) * NT + n) * BK * BV
+    h_off = ((i_bh.to(tl.int64) * H_DIRS + H_DIR) * NT + n) * BK * BV
     q = _load_tile(q_ptr, k_base, n, L, stride_k, K, BT, BK) * scale
     k = _load_tile(k_ptr, k_base, n, L, stride_k, K, BT, BK)
     v = _load_tile(v_ptr, v_base, n, L, stride_v, V, BT, BV)
     do = _load_tile(do_ptr, v_base, n, L, stride_v, V, BT, BV) * do_scale
-    if DIRS == 0:
-        dq, dk, dv = _grads_one_dir(q, k, v, do, g0_ptr, dg0_ptr, h_ptr, dh_ptr, k_base, h_off0, n, L, stride_k, K,
-                                    DT, False, BT, BC, BK, BV)
-    elif DIRS == 1:
-        dq, dk, dv = _grads_one_dir(q, k, v, do, g0_ptr, dg0_ptr, h_ptr, dh_ptr, k_base, h_off0, n, L, stride_k, K,
-                                    DT, True, BT, BC, BK, BV)
-    else:
-        dq, dk, dv = _grads_one_dir(q, k, v, do, g0_ptr, dg0_ptr, h_ptr, dh_ptr, k_base, h_off0, n, L, stride_k, K,
-                                    DT, False, BT, BC, BK, BV)
-        h_off1 = h_off0 + NT * BK * BV
-        dq1, dk1, dv1 = _grads_one_dir(q, k, v, do, g1_ptr, dg1_ptr, h_ptr, dh_ptr, k_base, h_off1, n, L, stride_k,
-                                       K, DT, True, BT, BC, BK, BV)
-        dq += dq1
-        dk += dk1
-        dv += dv1
+    dq, dk, dv = _grads_one_dir(q, k, v, do, g_ptr, dg_ptr, h_ptr, dh_ptr, k_base, h_off, n, L, stride_k, K,
+                                DT, REVERSE, BT, BC, BK, BV)
     _store_tile(dq_ptr, k_base, n, L, stride_k, K, dq * scale, BT, BK)
     _store_tile(dk_ptr, k_base, n, L, stride_k, K, dk, BT, BK)
     _store_tile(dv_ptr, v_base, n, L, stride_v, V, dv, BT, BV)
@@ -412,7 +401,14 @@ def _meta(q: torch.Tensor, v: torch.Tensor):
     )
 
 
-_LAUNCH = dict(num_warps=4, num_stages=1)
+def launch_options(dk: int, dv: int, dtype) -> dict:
+    """Launch options per kernel for head dims ``dk``, ``dv`` and a dtype (torch dtype or its name), chosen from
+    the ahead-of-time table (``benchmarks/results/triton_aot.json``, ``python -m visionattn.ops._aot``) so that
+    no kernel spills registers on sm_80 / sm_90."""
+    scan = dict(num_warps=4, num_stages=1)
+    # the chunk kernels hold [4, 64, dk] and [64, 64] fp32 tiles: 8 warps halve the registers per thread
+    chunk = dict(num_warps=8, num_stages=1)
+    return dict(gla_states=scan, gla_output=chunk, gla_dstates=scan, gla_grads=chunk)
 
 
 def _states(k, v, g0, g1, dirs: int, m: dict, dt) -> torch.Tensor:
@@ -420,7 +416,7 @@ def _states(k, v, g0, g1, dirs: int, m: dict, dt) -> torch.Tensor:
     h = torch.empty(m["batch"] * m["heads"], n_dirs, m["nt"], m["bk"], m["bv"], device=k.device, dtype=torch.float32)
     _states_kernel[(m["batch"] * m["heads"], n_dirs)](
         k, v, g0, g1 if g1 is not None else g0, h, m["length"], m["heads"], m["nt"], m["dk"], m["dv"],
-        DIRS=dirs, DT=dt, BT=CHUNK, BK=m["bk"], BV=m["bv"], **_LAUNCH)
+        DIRS=dirs, DT=dt, BT=CHUNK, BK=m["bk"], BV=m["bv"], **launch_options(m["dk"], m["dv"], k.dtype)["gla_states"])
     return h
 
 
@@ -432,7 +428,8 @@ def gla_forward(q, k, v, g0, g1, scale: float, dirs: int) -> torch.Tensor:
     out = torch.empty_like(v)
     _output_kernel[(m["nt"], m["batch"] * m["heads"])](
         q, k, v, g0, g1 if g1 is not None else g0, h, out, scale, m["length"], m["heads"], m["nt"], m["dk"],
-        m["dv"], DIRS=dirs, DT=dt, BT=CHUNK, BC=SUB_CHUNK, BK=m["bk"], BV=m["bv"], **_LAUNCH)
+        m["dv"], DIRS=dirs, DT=dt, BT=CHUNK, BC=SUB_CHUNK, BK=m["bk"], BV=m["bv"],
+        **launch_options(m["dk"], m["dv"], q.dtype)["gla_output"])
     return out
 
 
@@ -447,12 +444,25 @@ def gla_backward(q, k, v, g0, g1, do, scale: float, dirs: int):
     dh = torch.empty_like(h)
     _dstates_kernel[(m["batch"] * m["heads"], n_dirs)](
         q, g0, g1_arg, do, dh, scale, do_scale, m["length"], m["heads"], m["nt"], m["dk"], m["dv"],
-        DIRS=dirs, DT=dt, BT=CHUNK, BK=m["bk"], BV=m["bv"], **_LAUNCH)
-    dq, dk, dv = torch.empty_like(q), torch.empty_like(k), torch.empty_like(v)
+        DIRS=dirs, DT=dt, BT=CHUNK, BK=m["bk"], BV=m["bv"], **launch_options(m["dk"], m["dv"], q.dtype)["gla_dstates"])
     dg0 = torch.empty_like(g0)
     dg1 = torch.empty_like(g1) if g1 is not None else None
-    _grads_kernel[(m["nt"], m["batch"] * m["heads"])](
-        q, k, v, g0, g1_arg, do, h, dh, dq, dk, dv, dg0, dg1 if dg1 is not None else dg0, scale, do_scale,
-        m["length"], m["heads"], m["nt"], m["dk"], m["dv"], DIRS=dirs, DT=dt, BT=CHUNK, BC=SUB_CHUNK, BK=m["bk"],
-        BV=m["bv"], **_LAUNCH)
+    options = launch_options(m["dk"], m["dv"], q.dtype)["gla_grads"]
+    if dirs == 2:
+        # one launch per direction into fp32 partials, summed here
+        parts = [torch.empty(2, *t.shape, device=t.device, dtype=torch.float32) for t in (q, k, v)]
+        outs = [(parts[0][i], parts[1][i], parts[2][i]) for i in range(2)]
+    else:
+        outs = [(torch.empty_like(q), torch.empty_like(k), torch.empty_like(v))]
+    for h_dir, (reverse, gate, dgate) in enumerate(
+            [(False, g0, dg0), (True, g1, dg1)] if dirs == 2 else [(dirs == 1, g0, dg0)]):
+        dq_, dk_, dv_ = outs[h_dir]
+        _grads_kernel[(m["nt"], m["batch"] * m["heads"])](
+            q, k, v, gate, do, h, dh, dq_, dk_, dv_, dgate, scale, do_scale, m["length"], m["heads"], m["nt"],
+            m["dk"], m["dv"], n_dirs, h_dir, DT=dt, REVERSE=reverse, BT=CHUNK, BC=SUB_CHUNK, BK=m["bk"],
+            BV=m["bv"], **options)
+    if dirs == 2:
+        dq, dk, dv = (part.sum(0).to(t.dtype) for part, t in zip(parts, (q, k, v)))
+    else:
+        dq, dk, dv = outs[0]
     return dq, dk, dv, dg0, dg1

@@ -12,7 +12,8 @@ with ``sy = clamp(i - kh//2, 0, n_gy - kh)``, and its bias entry for key ``(u, v
 Forward and dq programs hold a ``BLOCK_QH x BLOCK_QW`` query tile and walk the key rows of its halo one at a time
 (``BLOCK_QW + kw - 1`` key columns per row). The dk/dv program holds a ``BLOCK_KH x BLOCK_KW`` key tile and walks
 the query rows that can see it, one query row segment at a time. Tile sizes are keyword arguments; there is no
-autotuning (it crashes the interpreter).
+autotuning (it crashes the interpreter). The dilation is a runtime argument (one binary serves every dilation
+> 1; Triton specializes 1), the kernel size a compile-time one.
 """
 from __future__ import annotations
 
@@ -40,7 +41,7 @@ def _group_extent(length, group, dilation):
 def _na2d_fwd_kernel(
         q_ptr, k_ptr, v_ptr, rpb_ptr, out_ptr, lse_ptr,
         H, W, HEADS, D, scale,
-        DIL_H: tl.constexpr, DIL_W: tl.constexpr, KH: tl.constexpr, KW: tl.constexpr,
+        DIL_H, DIL_W, KH: tl.constexpr, KW: tl.constexpr,
         TILES_H, TILES_W,
         HAS_RPB: tl.constexpr, DOT_FP32: tl.constexpr,
         BLOCK_QH: tl.constexpr, BLOCK_QW: tl.constexpr, BLOCK_KW: tl.constexpr, BLOCK_D: tl.constexpr,
@@ -125,7 +126,7 @@ def _na2d_fwd_kernel(
 def _na2d_bwd_dq_kernel(
         q_ptr, k_ptr, v_ptr, rpb_ptr, do_ptr, lse_ptr, delta_ptr, dq_ptr, dlogits_ptr,
         H, W, HEADS, D, scale,
-        DIL_H: tl.constexpr, DIL_W: tl.constexpr, KH: tl.constexpr, KW: tl.constexpr,
+        DIL_H, DIL_W, KH: tl.constexpr, KW: tl.constexpr,
         TILES_H, TILES_W,
         HAS_RPB: tl.constexpr, RPB_GRAD: tl.constexpr, DOT_FP32: tl.constexpr,
         BLOCK_QH: tl.constexpr, BLOCK_QW: tl.constexpr, BLOCK_KW: tl.constexpr, BLOCK_D: tl.constexpr,
@@ -212,7 +213,7 @@ def _na2d_bwd_dq_kernel(
 def _na2d_bwd_dkdv_kernel(
         q_ptr, k_ptr, v_ptr, rpb_ptr, do_ptr, lse_ptr, delta_ptr, dk_ptr, dv_ptr,
         H, W, HEADS, D, scale,
-        DIL_H: tl.constexpr, DIL_W: tl.constexpr, KH: tl.constexpr, KW: tl.constexpr,
+        DIL_H, DIL_W, KH: tl.constexpr, KW: tl.constexpr,
         TILES_H, TILES_W,
         HAS_RPB: tl.constexpr, DOT_FP32: tl.constexpr,
         BLOCK_KH: tl.constexpr, BLOCK_KW: tl.constexpr, BLOCK_QW: tl.constexpr, BLOCK_D: tl.constexpr,
@@ -312,6 +313,23 @@ def _dot_fp32(dtype: torch.dtype) -> bool:
     return dtype == torch.float32 or (dtype == torch.bfloat16 and triton_interpreting())
 
 
+def default_tiles(head_dim: int, dtype, kernel_size: Tuple[int, int]) -> Tuple[dict, dict]:
+    """(forward tiles, backward tiles) for a head dim, dtype (torch dtype or its name) and kernel size, chosen
+    from the ahead-of-time table (``benchmarks/results/triton_aot.json``, ``python -m visionattn.ops._aot``) so
+    that no kernel spills registers on sm_80 / sm_90."""
+    name = str(dtype).replace("torch.", "")
+    large = max(kernel_size) >= 9  # a 32-column key halo: [64, 32] score tiles
+    warps = 8 if large else 4
+    fwd = dict(block_qh=8, block_qw=8, num_warps=warps, num_stages=2)
+    bwd = dict(block_qh=8, block_qw=8, block_kh=8, block_kw=8, num_warps=warps, kv_num_warps=4, num_stages=2)
+    if name == "float32":
+        # fp32 (IEEE) dk/dv tiles spill at 4 warps: 8 warps for kernel 7, a 16x4 key tile for kernel 11
+        bwd.update(dict(block_kh=16, block_kw=4) if large else dict(kv_num_warps=8))
+    elif large:
+        bwd["kv_num_warps"] = 8
+    return fwd, bwd
+
+
 def _query_grid(height: int, width: int, dilation: Tuple[int, int], block_h: int, block_w: int, bh: int):
     tiles_h = _cdiv(_cdiv(height, dilation[0]), block_h)
     tiles_w = _cdiv(_cdiv(width, dilation[1]), block_w)
@@ -321,12 +339,18 @@ def _query_grid(height: int, width: int, dilation: Tuple[int, int], block_h: int
 def na2d_triton_forward(
         q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, rpb: Optional[torch.Tensor],
         kernel_size: Tuple[int, int], dilation: Tuple[int, int], scale: float,
-        block_qh: int = 8, block_qw: int = 8, num_warps: int = 4, num_stages: int = 2,
+        block_qh: Optional[int] = None, block_qw: Optional[int] = None, num_warps: Optional[int] = None,
+        num_stages: Optional[int] = None,
 ) -> Tuple[torch.Tensor, torch.Tensor]:
     """``q, k, v``: contiguous ``[B, H, W, heads, dim]`` -> (out ``[B, H, W, heads, dim]``, lse ``[B, H, W, heads]``
-    float32)."""
+    float32). Tile arguments left None come from :func:`default_tiles`."""
     batch, height, width, heads, dim = q.shape
     kh, kw = kernel_size
+    chosen = default_tiles(dim, q.dtype, kernel_size)[0]
+    block_qh = block_qh or chosen["block_qh"]
+    block_qw = block_qw or chosen["block_qw"]
+    num_warps = num_warps or chosen["num_warps"]
+    num_stages = num_stages or chosen["num_stages"]
     out = torch.empty_like(q)
     lse = torch.empty(batch, height, width, heads, device=q.device, dtype=torch.float32)
     tiles_h, tiles_w, grid = _query_grid(height, width, dilation, block_qh, block_qw, batch * heads)
@@ -345,12 +369,22 @@ def na2d_triton_backward(
         q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, rpb: Optional[torch.Tensor], out: torch.Tensor,
         lse: torch.Tensor, grad_out: torch.Tensor, kernel_size: Tuple[int, int], dilation: Tuple[int, int],
         scale: float, rpb_grad: bool,
-        block_qh: int = 8, block_qw: int = 8, block_kh: int = 8, block_kw: int = 8,
-        num_warps: int = 4, num_stages: int = 2,
+        block_qh: Optional[int] = None, block_qw: Optional[int] = None, block_kh: Optional[int] = None,
+        block_kw: Optional[int] = None, num_warps: Optional[int] = None, num_stages: Optional[int] = None,
+        kv_num_warps: Optional[int] = None,
 ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, Optional[torch.Tensor]]:
-    """Gradients (dq, dk, dv, drpb) of ``na2d``; all tensors as in the forward, ``grad_out`` like ``out``."""
+    """Gradients (dq, dk, dv, drpb) of ``na2d``; all tensors as in the forward, ``grad_out`` like ``out``. Tile
+    arguments left None come from :func:`default_tiles`."""
     batch, height, width, heads, dim = q.shape
     kh, kw = kernel_size
+    chosen = default_tiles(dim, q.dtype, kernel_size)[1]
+    block_qh = block_qh or chosen["block_qh"]
+    block_qw = block_qw or chosen["block_qw"]
+    block_kh = block_kh or chosen["block_kh"]
+    block_kw = block_kw or chosen["block_kw"]
+    kv_num_warps = kv_num_warps or (num_warps if num_warps else chosen["kv_num_warps"])
+    num_warps = num_warps or chosen["num_warps"]
+    num_stages = num_stages or chosen["num_stages"]
     grad_out = grad_out.contiguous()
     delta = (grad_out.float() * out.float()).sum(-1)  # [B, H, W, heads]
     dq = torch.empty_like(q)
@@ -380,7 +414,7 @@ def na2d_triton_backward(
         DIL_H=dilation[0], DIL_W=dilation[1], KH=kh, KW=kw, TILES_H=tiles_h, TILES_W=tiles_w,
         HAS_RPB=has_rpb, DOT_FP32=dot_fp32,
         BLOCK_KH=block_kh, BLOCK_KW=block_kw, BLOCK_QW=max(16, triton.next_power_of_2(block_kw + kw - 1)),
-        BLOCK_D=block_d, num_warps=num_warps, num_stages=num_stages,
+        BLOCK_D=block_d, num_warps=kv_num_warps, num_stages=num_stages,
     )
     drpb = _reduce_rpb_grad(dlogits, kernel_size, dilation).to(rpb.dtype) if rpb_grad else None
     return dq, dk, dv, drpb
