@@ -30,7 +30,7 @@ import torch.fx
 import torch.nn as nn
 import torch.nn.functional as F
 from timm.layers import register_notrace_function, trunc_normal_
-from torch.fx._symbolic_trace import is_fx_tracing
+from torch.fx._symbolic_trace import is_fx_symbolic_tracing
 
 __all__ = ["AgentAttention2d", "agent_position_biases"]
 
@@ -278,7 +278,7 @@ class AgentAttention2d(nn.Module):
         """The biases for this map, from the cache when it may be used (see ``bias_cache_size``)."""
         if torch.jit.is_scripting():
             return self.compute_position_biases(height, width, kv_height, kv_width)
-        if torch.compiler.is_compiling() or is_fx_tracing() or self.bias_cache_size == 0 or (
+        if torch.compiler.is_compiling() or is_fx_symbolic_tracing() or self.bias_cache_size == 0 or (
                 torch.is_grad_enabled() and any(p.requires_grad for p in self._bias_parameters())):
             return self.compute_position_biases(height, width, kv_height, kv_width)
         return self._cached_position_biases(height, width, kv_height, kv_width)
