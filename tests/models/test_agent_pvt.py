@@ -9,7 +9,6 @@ import pytest
 import timm
 import torch
 
-import visionattn.models  # noqa: F401
 from visionattn.models.agent_pvt import AgentPVT, checkpoint_filter_fn
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "official_keys"
