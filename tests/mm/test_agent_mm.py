@@ -15,7 +15,7 @@ from mmengine.config import Config  # noqa: E402
 from mmengine.optim import OptimWrapper  # noqa: E402
 from mmengine.registry import init_default_scope  # noqa: E402
 
-import visionattn.mm  # noqa: E402,F401
+import visionattn.mm  # noqa: E402,F401  (registers VisionAttnBackbone)
 
 REPO = Path(__file__).resolve().parents[2]
 RETINANET = REPO / "configs" / "mmdet" / "agent_pvt" / "retinanet_agent_pvt_tiny_fpn_1x_coco.py"
@@ -102,7 +102,9 @@ def test_semantic_fpn_agent_pvt_train_step_and_predict():
     log_vars = segmentor.train_step(data, OptimWrapper(torch.optim.SGD(segmentor.parameters(), lr=1e-3)))
     assert torch.isfinite(torch.as_tensor(log_vars["loss"]))
     _backbone_reached(grad_sums, segmentor.backbone)
+    # mmseg's test-time preprocessor takes one image size per batch: one image after the other
     segmentor.eval()
     with torch.no_grad():
-        results = segmentor.test_step(data)
+        results = [segmentor.test_step(dict(inputs=[image], data_samples=[sample]))[0]
+                   for image, sample in zip(inputs, samples)]
     assert [tuple(r.pred_sem_seg.data.shape[-2:]) for r in results] == [(99, 133), (85, 111)]
