@@ -102,14 +102,17 @@ def _relative_position_index(window: int, device=None) -> torch.Tensor:
     return rel[:, :, 0] * (2 * window - 1) + rel[:, :, 1]
 
 
+def window_regions(size: int, window: int, shift: int, device: torch.device) -> torch.Tensor:
+    """Swin's shifted-window region id (0, 1, 2) of each position along one axis of length ``size``."""
+    idx = torch.arange(size, device=device)
+    return (idx >= size - window).long() + (idx >= size - shift).long()
+
+
 @register_notrace_function
 def shifted_window_mask(height: int, width: int, window: int, shift: int, device: torch.device) -> torch.Tensor:
     """``[nW, N, N]`` additive mask (0 / -100) of shifted windows on a padded ``height x width`` map (Swin's)."""
-    def regions(size: int) -> torch.Tensor:
-        idx = torch.arange(size, device=device)
-        return (idx >= size - window).long() + (idx >= size - shift).long()
-
-    ids = regions(height)[:, None] * 3 + regions(width)[None, :]
+    rows = window_regions(height, window, shift, device)
+    ids = rows[:, None] * 3 + window_regions(width, window, shift, device)[None, :]
     ids = ids.reshape(height // window, window, width // window, window).permute(0, 2, 1, 3)
     ids = ids.reshape(-1, window * window)
     diff = ids[:, None, :] - ids[:, :, None]
