@@ -1,7 +1,8 @@
 """The smallest model of each family, for the one-step detection / segmentation tests."""
 import pytest
 
-SMALLEST = ("davit_tiny", "nat_mini", "dinat_mini", "gc_vit_xxtiny", "vig_h_tiny", "sgformer_s", "stvit_small")
+SMALLEST = ("davit_tiny", "nat_mini", "dinat_mini", "gc_vit_xxtiny", "vig_h_tiny", "sgformer_s", "stvit_small",
+            "agent_swin_t", "agent_pvt_tiny")
 
 
 def skip_unless_registered(model_name: str) -> None:

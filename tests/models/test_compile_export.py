@@ -37,6 +37,12 @@ CASES = {
     "sgformer": ("sgformer_s", dict(embed_dims=(16, 32, 64, 64), depths=(2, 2, 2, 1), num_heads=(2, 2, 4, 4))),
     "stvit": ("stvit_small", dict(embed_dim=(16, 32, 48, 64), depths=(1, 1, 1, 1), num_heads=(1, 2, 3, 4),
                                   stoken_size=(4, 2, 1, 1), proj_dim=96)),
+    "agent_swin": ("agent_swin_t", dict(
+        img_size=64, embed_dim=16, depths=(1, 1, 3, 2), num_heads=(1, 2, 2, 4), attn_type="AAMB1",
+        agent_num=(4, 4, 4, 1), window_size=2, drop_path_rate=0.0)),
+    "agent_pvt": ("agent_pvt_tiny", dict(
+        img_size=64, embed_dims=(8, 16, 24, 32), depths=(1, 2, 1, 1), num_heads=(1, 2, 2, 4), mlp_ratios=(2, 2, 2, 2),
+        attn_type="AAAB", agent_sr_ratios=(1, 2, 1, 1), agent_num=(4, 4, 4, 1), drop_path_rate=0.0)),
 }
 # the sizes of the recompile check: not multiples of the windows, odd, non-square; the same code path in each
 SIZES = ((64, 64), (72, 88), (88, 72))
