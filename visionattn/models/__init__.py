@@ -3,3 +3,4 @@ from . import vig  # noqa: F401
 from . import nat  # noqa: F401
 from . import gc_vit  # noqa: F401
 from . import agent_deit  # noqa: F401
+from . import agent_cswin  # noqa: F401

@@ -358,18 +358,21 @@ default_cfgs = generate_default_cfgs({
 
 @register_model
 def agent_deit_tiny(pretrained: bool = False, **kwargs) -> AgentVisionTransformer:
-    args = dict(patch_size=16, embed_dim=192, depth=12, num_heads=3, attn_type="A", agent_num=49)
+    args = dict(patch_size=16, embed_dim=192, depth=12, num_heads=3, attn_type="A", agent_num=49,
+                drop_path_rate=0.0)
     return _create_agent_deit("agent_deit_tiny", pretrained, **dict(args, **kwargs))
 
 
 @register_model
 def agent_deit_small(pretrained: bool = False, **kwargs) -> AgentVisionTransformer:
-    args = dict(patch_size=16, embed_dim=384, depth=12, num_heads=6, attn_type="A", agent_num=49)
+    args = dict(patch_size=16, embed_dim=384, depth=12, num_heads=6, attn_type="A", agent_num=49,
+                drop_path_rate=0.1)
     return _create_agent_deit("agent_deit_small", pretrained, **dict(args, **kwargs))
 
 
 @register_model
 def agent_deit_base(pretrained: bool = False, **kwargs) -> AgentVisionTransformer:
-    args = dict(patch_size=16, embed_dim=768, depth=12, num_heads=12, attn_type="AAAA" + "B" * 8, agent_num=81)
+    args = dict(patch_size=16, embed_dim=768, depth=12, num_heads=12, attn_type="AAAA" + "B" * 8, agent_num=81,
+                drop_path_rate=0.3)
     return _create_agent_deit("agent_deit_base", pretrained, **dict(args, **kwargs))
 
