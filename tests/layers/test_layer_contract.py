@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.fx
 
-from visionattn.layers import BiGatedLinearAttention2d, NeighborhoodAttention2d
+from visionattn.layers import AgentAttention2d, BiGatedLinearAttention2d, NeighborhoodAttention2d
 from visionattn.layers.gla import Fp32RmsNorm
 
 # (constructor, args, kwargs, input shape): small maps that are not kernel multiples, padding included
@@ -17,6 +17,9 @@ LAYERS = {
     "na_padded": (NeighborhoodAttention2d, (16, 2, 5), dict(dilation=2, rpb=False), (1, 4, 11, 16)),
     "bigla": (BiGatedLinearAttention2d, (16, 2), dict(conv_act=True, out_act=True), (2, 3, 5, 16)),
     "rmsnorm": (Fp32RmsNorm, (8,), dict(eps=1e-5), (2, 3, 8)),
+    "agent": (AgentAttention2d, (16, 2), dict(agent_num=4, bias_size=4, agent_shape=(3, 2)), (2, 5, 7, 16)),
+    "agent_pvt_sr": (AgentAttention2d, (16, 2), dict(agent_num=4, bias_size=6, projections="q_kv", sr_ratio=2),
+                     (1, 6, 5, 16)),
 }
 
 
@@ -84,7 +87,7 @@ def test_builds_in_float64(name):
     torch.testing.assert_close(single(x.float()).double(), out, rtol=1e-4, atol=1e-5)
 
 
-@pytest.mark.parametrize("name", ["na", "bigla"])
+@pytest.mark.parametrize("name", ["na", "bigla", "agent"])
 def test_compile_fullgraph_no_graph_breaks(name):
     import torch._dynamo
     torch._dynamo.reset()

@@ -2,5 +2,7 @@
 from . import vig  # noqa: F401
 from . import nat  # noqa: F401
 from . import gc_vit  # noqa: F401
+from . import agent_swin  # noqa: F401
+from . import agent_pvt  # noqa: F401
 from . import agent_deit  # noqa: F401
 from . import agent_cswin  # noqa: F401
