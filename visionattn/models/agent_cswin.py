@@ -37,7 +37,7 @@ from timm.models import generate_default_cfgs, register_model
 from ..layers.agent import AgentAttention2d
 from ._contract import StagedBackbone, create_backbone, run_blocks
 from ._helpers import check_converted, unwrap_state_dict
-from .agent_deit import resize_agent_window_biases
+from .agent_swin import load_family_checkpoint, resize_agent_biases
 
 __all__ = ["AgentCSWin", "checkpoint_filter_fn"]
 
@@ -342,6 +342,11 @@ class AgentCSWin(StagedBackbone):
             nn.init.ones_(module.weight)
             nn.init.zeros_(module.bias)
 
+    def load_pretrained(self, checkpoint_path: str) -> None:
+        """Load an official or visionattn checkpoint file (timm calls this for ``custom_load`` cfgs: the official
+        files carry optimizer and config beside the weights). A classifier of another size is left as it is."""
+        load_family_checkpoint(self, checkpoint_path, checkpoint_filter_fn)
+
     @torch.jit.ignore
     def set_agent_shapes(self, agent_shapes: Union[AgentShape, Sequence[AgentShape]] = None) -> None:
         """Pool these agent grids from now on (one value, or one per stage; None: the pretraining grids)."""
@@ -399,10 +404,7 @@ def checkpoint_filter_fn(state_dict: Mapping, model: AgentCSWin) -> Dict[str, to
     else:
         raise ValueError("state_dict is not an Agent-CSWin checkpoint: expected 'stage1_conv_embed.0.weight' "
                          "(official) or 'stem.conv.weight' (visionattn) among its keys")
-    model_sd = model.state_dict()
-    for key, value in list(state_dict.items()):
-        if key in model_sd and value.shape != model_sd[key].shape:
-            state_dict[key] = resize_agent_window_biases(key, value, model_sd[key].shape)
+    resize_agent_biases(state_dict, model)
     check_converted(state_dict, model, source=source, classifier="head")
     return state_dict
 
@@ -428,7 +430,8 @@ def _cfg(url: str = "", **kwargs) -> Dict[str, Any]:
         "crop_pct": 0.9, "interpolation": "bicubic", "fixed_input_size": False,
         "mean": IMAGENET_DEFAULT_MEAN, "std": IMAGENET_DEFAULT_STD,
         "first_conv": "stem.conv", "classifier": "head.fc",
-        "license": "unknown", "origin_url": "https://github.com/LeapLabTHU/Agent-Attention",
+        "custom_load": True, "license": "unknown (no license file in the official repository)",
+        "origin_url": "https://github.com/LeapLabTHU/Agent-Attention",
         "paper_ids": "arXiv:2312.08874",
         "paper_name": "Agent Attention: On the Integration of Softmax and Linear Attention",
         **kwargs,

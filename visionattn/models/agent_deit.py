@@ -34,7 +34,6 @@ from typing import Any, Dict, Mapping, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from timm.layers import Attention, DropPath, LayerNorm, LayerScale, Mlp, resample_abs_pos_embed
 from timm.models import build_model_with_cfg, generate_default_cfgs, register_model
@@ -42,8 +41,9 @@ from timm.models.vision_transformer import VisionTransformer
 
 from ..layers.agent import AgentAttention2d
 from ._helpers import check_converted, unwrap_state_dict
+from .agent_swin import load_family_checkpoint, resize_agent_biases
 
-__all__ = ["AgentVisionTransformer", "AgentViTBlock", "checkpoint_filter_fn", "resize_agent_window_biases"]
+__all__ = ["AgentVisionTransformer", "AgentViTBlock", "checkpoint_filter_fn"]
 
 _logger = logging.getLogger(__name__)
 
@@ -219,6 +219,14 @@ class AgentVisionTransformer(VisionTransformer):
             n for n, _ in self.named_parameters() if n.rsplit(".", 1)[-1].endswith("_bias") and ".attn." in n}
 
     @torch.jit.ignore
+    def load_pretrained(self, checkpoint_path: str, prefix: str = "") -> None:
+        """Load an official or visionattn checkpoint file (timm calls this for ``custom_load`` cfgs: the official
+        files carry optimizer and config beside the weights). A classifier of another size is left as it is."""
+        if prefix:
+            raise ValueError("AgentVisionTransformer.load_pretrained: prefix is for timm's .npz files, not supported")
+        load_family_checkpoint(self, checkpoint_path, checkpoint_filter_fn)
+
+    @torch.jit.ignore
     def set_agent_shape(self, agent_shape: Union[AgentShape, Sequence[AgentShape]] = None) -> None:
         """Pool this agent grid from now on in every agent block (one value, or one per block; None: pretraining)."""
         depth = len(self.blocks)
@@ -266,28 +274,6 @@ class AgentVisionTransformer(VisionTransformer):
 
 # -- checkpoints ---------------------------------------------------------------------------------------------------
 
-_WINDOW_BIASES = {"ah_bias": (3, "agents"), "aw_bias": (4, "agents"), "ha_bias": (2, "map"), "wa_bias": (3, "map")}
-
-
-def resize_agent_window_biases(key: str, value: torch.Tensor, target: torch.Size) -> torch.Tensor:
-    """Resize an official ``ah/aw/ha/wa_bias`` made for another map (pretraining resolution) to ``target``.
-
-    Linear interpolation along the one map axis (``align_corners=False``), as the official ``load_pretrained``
-    does when it fine-tunes at a higher resolution. Other keys and matching shapes pass through unchanged.
-    """
-    name = key.rsplit(".", 1)[-1]
-    if name not in _WINDOW_BIASES or value.shape == target or value.ndim != 5 or len(target) != 5:
-        return value
-    axis = _WINDOW_BIASES[name][0]
-    if any(value.shape[i] != target[i] for i in range(5) if i != axis):
-        return value  # other heads / agents: left for check_converted to report
-    moved = value.movedim(axis, -1)
-    shape = moved.shape
-    resized = F.interpolate(moved.reshape(1, -1, shape[-1]).float(), size=target[axis], mode="linear",
-                            align_corners=False)
-    return resized.reshape(*shape[:-1], target[axis]).movedim(-1, axis).to(value.dtype)
-
-
 def checkpoint_filter_fn(state_dict: Mapping, model: AgentVisionTransformer) -> Dict[str, torch.Tensor]:
     """Convert an official Agent-DeiT checkpoint (plain, or the released file with the model under ``model``).
 
@@ -299,18 +285,13 @@ def checkpoint_filter_fn(state_dict: Mapping, model: AgentVisionTransformer) -> 
     state_dict = unwrap_state_dict(state_dict)
     if "cls_token" not in state_dict or "patch_embed.proj.weight" not in state_dict:
         raise ValueError("state_dict is not an Agent-DeiT checkpoint: no 'cls_token' / 'patch_embed.proj.weight'")
-    model_sd = model.state_dict()
-    out = {}
-    for key, value in state_dict.items():
-        target = model_sd.get(key)
-        if target is not None and value.shape != target.shape:
-            if key == "pos_embed":
-                value = resample_abs_pos_embed(
-                    value, new_size=list(model.patch_embed.grid_size),
-                    num_prefix_tokens=0 if model.no_embed_class else model.num_prefix_tokens, verbose=True)
-            else:
-                value = resize_agent_window_biases(key, value, target.shape)
-        out[key] = value
+    out = dict(state_dict)
+    pos_embed = out.get("pos_embed")
+    if pos_embed is not None and model.pos_embed is not None and pos_embed.shape != model.pos_embed.shape:
+        out["pos_embed"] = resample_abs_pos_embed(
+            pos_embed, new_size=list(model.patch_embed.grid_size),
+            num_prefix_tokens=0 if model.no_embed_class else model.num_prefix_tokens, verbose=True)
+    resize_agent_biases(out, model)
     check_converted(out, model, source="Agent-DeiT checkpoint", classifier="head")
     return out
 
@@ -338,7 +319,8 @@ def _cfg(url: str = "", **kwargs) -> Dict[str, Any]:
         "crop_pct": 0.875, "interpolation": "bicubic", "fixed_input_size": False,
         "mean": IMAGENET_DEFAULT_MEAN, "std": IMAGENET_DEFAULT_STD,
         "first_conv": "patch_embed.proj", "classifier": "head",
-        "license": "unknown", "origin_url": "https://github.com/LeapLabTHU/Agent-Attention",
+        "custom_load": True, "license": "unknown (no license file in the official repository)",
+        "origin_url": "https://github.com/LeapLabTHU/Agent-Attention",
         "paper_ids": "arXiv:2312.08874",
         "paper_name": "Agent Attention: On the Integration of Softmax and Linear Attention",
         **kwargs,
