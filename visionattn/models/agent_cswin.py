@@ -154,8 +154,9 @@ class AgentCSWinBlock(nn.Module):
         super().__init__()
         if attn_type not in ("A", "B"):
             raise ValueError(f"AgentCSWinBlock: attn_type must be 'A' or 'B', got {attn_type!r}")
-        if num_branches not in (1, 2) or (num_branches == 2 and num_heads % 2):
-            raise ValueError(f"AgentCSWinBlock: {num_branches} branches of {num_heads} heads")
+        if attn_type == "B" and (num_branches not in (1, 2) or (num_branches == 2 and num_heads % 2)):
+            raise ValueError(f"AgentCSWinBlock: stripes in {num_branches} branches need an even num_heads, "
+                             f"got {num_heads}")
         self.dim = dim
         self.attn_type = attn_type
         self.num_branches = num_branches if attn_type == "B" else 1
