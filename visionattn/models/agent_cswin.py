@@ -121,8 +121,12 @@ class LePEAttention(nn.Module):
             q, k, v, attn_mask=mask, dropout_p=self.attn_drop if self.training else 0.0, scale=self.scale)
         out = out.transpose(1, 2).reshape(num_windows, length, channels) + lepe
         out = out.reshape(batch, rows, cols, win_h, win_w, channels).permute(0, 1, 3, 2, 4, 5)
-        out = out.reshape(batch, rows * win_h, cols * win_w, channels)
-        return out[:, :height, :width]
+        out = out.reshape(batch, rows * win_h * cols * win_w, channels)
+        # crop the padding by gathering the real tokens: a fresh contiguous tensor whatever the padding (a slice
+        # would be contiguous only when nothing was padded, which torch.compile guards on: a recompile per parity)
+        keep = (torch.arange(height, device=q.device)[:, None] * (cols * win_w)
+                + torch.arange(width, device=q.device)[None, :]).flatten()
+        return out.index_select(1, keep).reshape(batch, height, width, channels)
 
 
 class AgentCSWinBlock(nn.Module):
