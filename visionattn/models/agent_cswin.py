@@ -119,7 +119,8 @@ class LePEAttention(nn.Module):
         mask = mask.repeat(batch, 1, 1, 1)
         out = F.scaled_dot_product_attention(
             q, k, v, attn_mask=mask, dropout_p=self.attn_drop if self.training else 0.0, scale=self.scale)
-        out = out.transpose(1, 2).reshape(num_windows, length, channels) + lepe
+        out = out.transpose(1, 2).clone(memory_format=torch.contiguous_format).reshape(num_windows, length, channels)
+        out = out + lepe
         out = out.reshape(batch, rows, cols, win_h, win_w, channels).permute(0, 1, 3, 2, 4, 5)
         out = out.reshape(batch, rows * win_h * cols * win_w, channels)
         # crop the padding by gathering the real tokens: a fresh contiguous tensor whatever the padding (a slice
@@ -291,7 +292,8 @@ class AgentCSWin(StagedBackbone):
             entry = entry * depths[i] if len(entry) == 1 else entry
             if len(entry) != depths[i] or set(entry) - {"A", "B"}:
                 raise ValueError(
-                    f"AgentCSWin: attn_type[{i}] must be 'A', 'B' or one of them per block ({depths[i]}), got {entry!r}")
+                    f"AgentCSWin: attn_type[{i}] must be 'A', 'B' or one of them per block ({depths[i]}), "
+                    f"got {entry!r}")
             attn_types.append(entry)
         if agent_shapes is None or isinstance(agent_shapes, int) or (
                 isinstance(agent_shapes, (tuple, list)) and len(agent_shapes) == 2
