@@ -319,7 +319,7 @@ def _cfg(url: str = "", **kwargs) -> Dict[str, Any]:
         "crop_pct": 0.875, "interpolation": "bicubic", "fixed_input_size": False,
         "mean": IMAGENET_DEFAULT_MEAN, "std": IMAGENET_DEFAULT_STD,
         "first_conv": "patch_embed.proj", "classifier": "head",
-        "custom_load": True, "license": "unknown (no license file in the official repository)",
+        "custom_load": True, "license": "unknown",  # no licence file in the official repository
         "origin_url": "https://github.com/LeapLabTHU/Agent-Attention",
         "paper_ids": "arXiv:2312.08874",
         "paper_name": "Agent Attention: On the Integration of Softmax and Linear Attention",
