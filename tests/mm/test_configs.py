@@ -62,9 +62,11 @@ def test_config_builds(path):
     backbone = model.backbone
     assert backbone.model_name == backbone_cfg.model_name
     # the heads must be wired to what the backbone returns
-    wanted = list(cfg.model.neck.in_channels) if is_det else list(cfg.model.decode_head.in_channels)
+    # (Semantic FPN: the backbone feeds the neck, not the decode head)
+    has_neck = is_det or cfg.model.get("neck") is not None
+    wanted = list(cfg.model.neck.in_channels) if has_neck else list(cfg.model.decode_head.in_channels)
     assert backbone.out_channels == wanted
-    if not is_det:
+    if not is_det and cfg.model.get("auxiliary_head") is not None:
         aux = cfg.model.auxiliary_head
         assert aux.in_channels == backbone.out_channels[aux.in_index]
     # paramwise rules reach the backbone's parameters (names stay timm's)

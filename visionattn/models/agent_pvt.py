@@ -297,7 +297,7 @@ def _cfg(url: str = "", **kwargs) -> Dict:
         "crop_pct": 0.875, "interpolation": "bicubic", "fixed_input_size": False,
         "mean": IMAGENET_DEFAULT_MEAN, "std": IMAGENET_DEFAULT_STD,
         "first_conv": "stages.0.patch_embed.proj", "classifier": "head.fc", "custom_load": True,
-        "license": "unknown (no license file in the official repository)",
+        "license": "unknown",
         "origin_url": "https://github.com/LeapLabTHU/Agent-Attention", "paper_ids": "arXiv:2312.08874",
         "paper_name": "Agent Attention: On the Integration of Softmax and Linear Attention",
         **kwargs,

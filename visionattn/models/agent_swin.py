@@ -454,7 +454,7 @@ def _cfg(url: str = "", **kwargs) -> Dict:
         "first_conv": "stem.proj", "classifier": "head.fc",
         "origin_url": "https://github.com/LeapLabTHU/Agent-Attention", "paper_ids": "arXiv:2312.08874",
         "paper_name": "Agent Attention: On the Integration of Softmax and Linear Attention",
-        "custom_load": True, "license": "unknown (no license file in the official repository)",
+        "custom_load": True, "license": "unknown",
         **kwargs,
     }
 

@@ -1,0 +1,13 @@
+# Agent-PVT-M: RetinaNet + FPN, 1x, COCO; agent grids 12-16-28-28 (the official downstream setting).
+# Published result: 45.8 box AP.
+# Settings: LeapLabTHU/Agent-Attention downstream/detection/configs/agent_pvt/agent_pvt_m_rtn_1x_12-16-28-28.py
+#   (mmdet 2.x; PVT's RetinaNet 1x, AdamW lr 1e-4 / weight decay 1e-4).
+_base_ = ['../_base_/retinanet_fpn_1x_coco.py']
+
+model = dict(
+    backbone=dict(
+        model_name='agent_pvt_medium',
+        drop_path_rate=0.2,
+        checkpoint='https://cloud.tsinghua.edu.cn/f/4d00ecacf18b45f9b88c/?dl=1',
+        model_kwargs=dict(agent_shapes=((12, 12), (16, 16), (28, 28), (28, 28)))),
+    neck=dict(in_channels=[64, 128, 320, 512]))

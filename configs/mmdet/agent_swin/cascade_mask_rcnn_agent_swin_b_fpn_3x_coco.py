@@ -1,0 +1,14 @@
+# Agent-Swin-B: Cascade Mask R-CNN + FPN, 3x, COCO; agent grids 9-12-14-7 (the official downstream setting).
+# Published result: 52.6 box AP / 45.3 mask AP (145M, 990G; the README links an 'mrcnn' config).
+# Settings: LeapLabTHU/Agent-Attention downstream/detection/configs/agent_swin/agent_swin_b_crcnn_3x_9-12-14-7.py
+#   (official: mmdet 2.x, multi-scale + crop augmentation, AdamW lr 1e-4 / weight decay 0.05).
+_base_ = ['../_base_/cascade_mask_rcnn_fpn_3x_coco.py']
+
+model = dict(
+    backbone=dict(
+        model_name='agent_swin_b',
+        drop_path_rate=0.4,
+        out_norms=True,  # the official backbone's norm0..3
+        checkpoint='https://cloud.tsinghua.edu.cn/f/4fcd2d0114bb490483c3/?dl=1',
+        model_kwargs=dict(agent_shapes=((9, 9), (12, 12), (14, 14), (7, 7)))),
+    neck=dict(in_channels=[128, 256, 512, 1024]))

@@ -1,0 +1,14 @@
+# Agent-Swin-S: Mask R-CNN + FPN, 3x, COCO; agent grids 9-12-14-7 (the official downstream setting).
+# Published result: 48.9 box AP / 43.8 mask AP.
+# Settings: LeapLabTHU/Agent-Attention downstream/detection/configs/agent_swin/agent_swin_s_mrcnn_3x_9-12-14-7.py
+#   (official: mmdet 2.x, multi-scale + crop augmentation, AdamW lr 1e-4 / weight decay 0.05).
+_base_ = ['../_base_/mask_rcnn_fpn_3x_coco.py']
+
+model = dict(
+    backbone=dict(
+        model_name='agent_swin_s',
+        drop_path_rate=0.1,
+        out_norms=True,  # the official backbone's norm0..3
+        checkpoint='https://cloud.tsinghua.edu.cn/f/f607172c9fea4d6e99bb/?dl=1',
+        model_kwargs=dict(agent_shapes=((9, 9), (12, 12), (14, 14), (7, 7)))),
+    neck=dict(in_channels=[96, 192, 384, 768]))
