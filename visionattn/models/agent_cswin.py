@@ -113,9 +113,10 @@ class LePEAttention(nn.Module):
         k = k.reshape(num_windows, length, heads, channels // heads).transpose(1, 2)
         v = v.reshape(num_windows, length, heads, channels // heads).transpose(1, 2)
         # padded keys get -inf; every stripe keeps at least one real column / row (pad < split)
-        valid = F.pad(torch.ones(height, width, dtype=torch.bool, device=q.device), (0, pad_w, 0, pad_h))
+        # (ones_like of a [H, W] slice, not torch.ones(height, width): FX traces the sizes as proxies)
+        valid = F.pad(torch.ones_like(qkv[0, :height, :width, 0], dtype=torch.bool), (0, pad_w, 0, pad_h))
         valid = valid.reshape(rows, win_h, cols, win_w).permute(0, 2, 1, 3).reshape(rows * cols, 1, 1, length)
-        mask = torch.zeros(valid.shape, dtype=q.dtype, device=q.device).masked_fill(~valid, float("-inf"))
+        mask = torch.zeros_like(valid, dtype=q.dtype).masked_fill(~valid, float("-inf"))
         mask = mask.repeat(batch, 1, 1, 1)
         out = F.scaled_dot_product_attention(
             q, k, v, attn_mask=mask, dropout_p=self.attn_drop if self.training else 0.0, scale=self.scale)
@@ -125,8 +126,10 @@ class LePEAttention(nn.Module):
         out = out.reshape(batch, rows * win_h * cols * win_w, channels)
         # crop the padding by gathering the real tokens: a fresh contiguous tensor whatever the padding (a slice
         # would be contiguous only when nothing was padded, which torch.compile guards on: a recompile per parity)
-        keep = (torch.arange(height, device=q.device)[:, None] * (cols * win_w)
-                + torch.arange(width, device=q.device)[None, :]).flatten()
+        # indices from the tensors, not torch.arange(height): FX traces the sizes as proxies
+        row_index = torch.ones_like(out[0, :height, 0], dtype=torch.long).cumsum(0) - 1
+        col_index = torch.ones_like(out[0, :width, 0], dtype=torch.long).cumsum(0) - 1
+        keep = (row_index[:, None] * (cols * win_w) + col_index[None, :]).flatten()
         return out.index_select(1, keep).reshape(batch, height, width, channels)
 
 
