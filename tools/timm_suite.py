@@ -29,6 +29,8 @@ import tempfile
 from pathlib import Path
 
 DOWNLOAD_TESTS = ("test_model_load_pretrained", "test_model_features_pretrained", "test_model_inference")
+# our ViT-style models (token outputs, no pooled spatial map): timm's suite treats its own vit_* / deit* the same way
+NON_STD_MODELS = ("agent_deit_*",)
 
 _CONFTEST = '''\
 """Written by visionattn's tools/timm_suite.py: run timm's suite on visionattn's models only."""
@@ -199,7 +201,12 @@ def prepare(version: str, run_dir: Path) -> Path:
     if marker not in text:
         raise SuiteUnavailable(f"timm {version}'s tests/test_models.py has no {marker!r}; update tools/timm_suite.py")
     modules = ", ".join(repr(m) for m in our_modules())
-    (run_dir / "test_models.py").write_text(text.replace(marker, f"{marker}{modules}, ", 1))
+    text = text.replace(marker, f"{marker}{modules}, ", 1)
+    non_std = "NON_STD_FILTERS = ["
+    if non_std not in text:
+        raise SuiteUnavailable(f"timm {version}'s tests/test_models.py has no {non_std!r}; update tools/timm_suite.py")
+    text = text.replace(non_std, non_std + ", ".join(repr(p) for p in NON_STD_MODELS) + ", ", 1)
+    (run_dir / "test_models.py").write_text(text)
     (run_dir / "conftest.py").write_text(_CONFTEST)
     return run_dir
 

@@ -43,6 +43,11 @@ CASES = {
     "agent_pvt": ("agent_pvt_tiny", dict(
         img_size=64, embed_dims=(8, 16, 24, 32), depths=(1, 2, 1, 1), num_heads=(1, 2, 2, 4), mlp_ratios=(2, 2, 2, 2),
         attn_type="AAAB", agent_sr_ratios=(1, 2, 1, 1), agent_num=(4, 4, 4, 1), drop_path_rate=0.0)),
+    "agent_deit": ("agent_deit_tiny", dict(
+        img_size=64, embed_dim=32, depth=2, num_heads=2, attn_type="AB", agent_num=4, drop_path_rate=0.0)),
+    "agent_cswin": ("agent_cswin_tiny", dict(
+        embed_dim=16, depths=(1, 1, 2, 1), num_heads=(1, 2, 2, 4), agent_num=(4, 4, 9, 9), img_size=64,
+        split_size=(1, 2, 2, 2), drop_path_rate=0.0)),
 }
 # the sizes of the recompile check: not multiples of the windows, odd, non-square; the same code path in each
 SIZES = ((64, 64), (72, 88), (88, 72))

@@ -328,7 +328,9 @@ class AgentAttention2d(nn.Module):
             agents, k, v, attn_mask=agent_bias.to(q.dtype).unsqueeze(0), dropout_p=dropout, scale=self.scale)
         out = F.scaled_dot_product_attention(
             q, agents, agent_v, attn_mask=query_bias.to(q.dtype).unsqueeze(0), dropout_p=dropout, scale=self.scale)
-        out = out.transpose(1, 2).reshape(batch, num_tokens, channels)
+        # an explicit copy: the fused kernels return [B, N, heads, d]-strided outputs, so a plain reshape is traced
+        # as a view that the math decomposition of torch.onnx cannot take (as in GC ViT)
+        out = out.transpose(1, 2).clone(memory_format=torch.contiguous_format).reshape(batch, num_tokens, channels)
 
         v_map = v[:, :, prefix:].transpose(1, 2).reshape(batch, kv_height, kv_width, channels).permute(0, 3, 1, 2)
         if self.sr_ratio > 1:

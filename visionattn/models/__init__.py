@@ -6,3 +6,5 @@ from . import sgformer  # noqa: F401
 from . import stvit  # noqa: F401
 from . import agent_swin  # noqa: F401
 from . import agent_pvt  # noqa: F401
+from . import agent_deit  # noqa: F401
+from . import agent_cswin  # noqa: F401
