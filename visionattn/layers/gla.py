@@ -20,7 +20,7 @@ from .. import ops
 from ..ops._dispatch import triton_available
 from ..ops.gla import TRITON_MAX_DK, TRITON_MAX_DV
 
-__all__ = ["BiGatedLinearAttention2d", "Fp32RmsNorm", "swiglu_act"]
+__all__ = ["BiGatedLinearAttention2d", "Fp32RmsNorm", "swiglu_linear"]
 
 
 def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
@@ -71,31 +71,6 @@ def fp32_rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Te
     return _RmsNormFn.apply(x, weight, eps)
 
 
-class _SwiGLUFn(torch.autograd.Function):
-    # saves the fc1 output only; silu is recomputed in backward
-    @staticmethod
-    def forward(ctx, gate_value):
-        gate, value = gate_value.chunk(2, dim=-1)
-        ctx.save_for_backward(gate_value)
-        return F.silu(gate) * value
-
-    @staticmethod
-    def backward(ctx, grad):
-        gate, value = ctx.saved_tensors[0].chunk(2, dim=-1)
-        sig = torch.sigmoid(gate)
-        silu = gate * sig
-        dgate = grad * value * (sig * (1 + gate * (1 - sig)))
-        return torch.cat([dgate, grad * silu], dim=-1)
-
-
-def swiglu_act(gate_value: torch.Tensor) -> torch.Tensor:
-    """``silu(gate) * value`` with ``[gate, value] = gate_value.chunk(2, -1)``; autograd keeps ``gate_value`` only."""
-    if torch.jit.is_scripting():
-        gate, value = gate_value.chunk(2, dim=-1)
-        return F.silu(gate) * value
-    return _SwiGLUFn.apply(gate_value)
-
-
 def gla2d_check_input(x: torch.Tensor, dim: int) -> torch.Tensor:
     """``x`` unchanged if it is ``[B, H, W, dim]``, else a ValueError (an FX leaf)."""
     if x.dim() != 4 or x.shape[-1] != dim:
@@ -103,6 +78,38 @@ def gla2d_check_input(x: torch.Tensor, dim: int) -> torch.Tensor:
             f"BiGatedLinearAttention2d: x must be [B, H, W, C={dim}] (channels last), got {list(x.shape)}"
         )
     return x
+
+
+class _SwiGLULinearFn(torch.autograd.Function):
+    # saves the fc1 output and the weight; silu(gate) * value (the weight's input) is recomputed in backward
+    @staticmethod
+    def forward(ctx, gate_value, weight):
+        gate, value = gate_value.chunk(2, dim=-1)
+        ctx.save_for_backward(gate_value, weight)
+        return F.linear(F.silu(gate) * value, weight)
+
+    @staticmethod
+    def backward(ctx, grad):
+        gate_value, weight = ctx.saved_tensors
+        gate, value = gate_value.chunk(2, dim=-1)
+        sig = torch.sigmoid(gate)
+        silu = gate * sig
+        hidden = (silu * value).to(grad.dtype)
+        dweight = grad.reshape(-1, grad.shape[-1]).t().mm(hidden.reshape(-1, hidden.shape[-1]))
+        dhidden = (grad @ weight.to(grad.dtype)).to(gate_value.dtype)
+        dgate = dhidden * value * (sig * (1 + gate * (1 - sig)))
+        return torch.cat([dgate, dhidden * silu], dim=-1), dweight.to(weight.dtype)
+
+
+def swiglu_linear(gate_value: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """``F.linear(silu(gate) * value, weight)`` (no bias), ``[gate, value] = gate_value.chunk(2, -1)``.
+
+    Autograd keeps ``gate_value`` and ``weight`` only: the product, the linear's input, is recomputed in backward
+    (elementwise), so the ``hidden``-wide activation is not stored."""
+    if torch.jit.is_scripting():
+        gate, value = gate_value.chunk(2, dim=-1)
+        return F.linear(F.silu(gate) * value, weight)
+    return _SwiGLULinearFn.apply(gate_value, weight)
 
 
 class _LogGateFn(torch.autograd.Function):
@@ -194,7 +201,7 @@ def gla2d_bigla(
     return ops.bigla(q, k, v, gate_fwd, gate_bwd, backend=backend)
 
 
-for _fn in (fp32_rms_norm, swiglu_act, gla2d_check_input, gla2d_log_gates, gla2d_mix, gla2d_bigla):
+for _fn in (fp32_rms_norm, swiglu_linear, gla2d_check_input, gla2d_log_gates, gla2d_mix, gla2d_bigla):
     torch.fx.wrap(_fn.__name__)
     register_notrace_function(_fn)
 
