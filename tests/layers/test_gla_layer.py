@@ -186,3 +186,30 @@ def test_triton_matches_reference_tiny():
     torch.testing.assert_close(x_tri.grad, x_ref.grad, rtol=2e-3, atol=2e-4)
     for (name, p_ref), p_tri in zip(ref.named_parameters(), tri.parameters()):
         torch.testing.assert_close(p_tri.grad, p_ref.grad, rtol=2e-3, atol=5e-4, msg=name)
+
+
+@pytest.mark.parametrize("out_act", [False, True])
+def test_memory_lean_autograd_functions_gradcheck(out_act):
+    """The hand-written backwards (RMSNorm, log-gates, output mix, SwiGLU + down projection) in float64, and the
+    float32 RMSNorm against F.rms_norm."""
+    from visionattn.layers.gla import fp32_rms_norm, gla2d_log_gates, gla2d_mix, swiglu_linear
+
+    torch.manual_seed(0)
+
+    def rand(*shape, scale=1.0):
+        return (scale * torch.randn(*shape, dtype=torch.float64)).requires_grad_()
+
+    assert torch.autograd.gradcheck(lambda x, w: fp32_rms_norm(x, w, 1e-6), (rand(2, 5, 8), rand(8)))
+    assert torch.autograd.gradcheck(lambda z: gla2d_log_gates(z, 16.0), (rand(3, 10, scale=5.0),))
+    assert torch.autograd.gradcheck(swiglu_linear, (rand(2, 3, 10), rand(4, 5)))
+    assert torch.autograd.gradcheck(
+        lambda o, loc, m, gw, lw: gla2d_mix(o, loc, m, gw, lw, 1e-6, 4e-6, out_act),
+        (rand(2, 5, 3, 8), rand(2, 5, 3, 8), rand(2, 5, 3, 8), rand(8), rand(8)),
+    )
+    x, w = torch.randn(4, 7, 16, requires_grad=True), torch.randn(16, requires_grad=True)
+    ref = torch.nn.functional.rms_norm(x, [16], w, 1e-6)
+    out = fp32_rms_norm(x, w, 1e-6)
+    torch.testing.assert_close(out, ref, rtol=0, atol=0)
+    grad = torch.randn_like(ref)
+    for a, b in zip(torch.autograd.grad(out, (x, w), grad), torch.autograd.grad(ref, (x, w), grad)):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)

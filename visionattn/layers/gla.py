@@ -8,7 +8,7 @@ shaped ``[out, in, 1, 1]`` copies the official ``Linear2d`` also accepts are fla
 """
 from __future__ import annotations
 
-from typing import Optional
+from typing import Optional, Tuple
 
 import torch
 import torch.fx
@@ -20,15 +20,55 @@ from .. import ops
 from ..ops._dispatch import triton_available
 from ..ops.gla import TRITON_MAX_DK, TRITON_MAX_DV
 
-__all__ = ["BiGatedLinearAttention2d", "Fp32RmsNorm"]
+__all__ = ["BiGatedLinearAttention2d", "Fp32RmsNorm", "swiglu_linear"]
+
+
+def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
+    return torch.float64 if dtype == torch.float64 else torch.float32
+
+
+def _rms_forward(x: torch.Tensor, weight: torch.Tensor, eps: float) -> Tuple[torch.Tensor, torch.Tensor]:
+    """``(x * rstd * weight, rstd)`` in the compute dtype (the op order of ``F.rms_norm``'s CPU composite)."""
+    xc = x.to(_compute_dtype(x.dtype))
+    rstd = torch.rsqrt(xc.pow(2).mean(-1, keepdim=True) + eps)
+    return xc * rstd * weight.to(xc.dtype), rstd
+
+
+def _rms_backward(
+        grad: torch.Tensor, x: torch.Tensor, weight: torch.Tensor, rstd: torch.Tensor,
+) -> Tuple[torch.Tensor, torch.Tensor]:
+    """``(dx, dweight)`` of ``x * rstd * weight`` in the compute dtype, from the input and ``rstd`` only."""
+    xhat = x.to(rstd.dtype) * rstd
+    grad = grad.to(rstd.dtype)
+    gw = grad * weight.to(rstd.dtype)
+    dx = rstd * (gw - xhat * (gw * xhat).mean(-1, keepdim=True))
+    dweight = (grad * xhat).reshape(-1, x.shape[-1]).sum(0)
+    return dx, dweight
+
+
+class _RmsNormFn(torch.autograd.Function):
+    # saves the input and the per-row rstd (the CPU composite of F.rms_norm also keeps x * rstd)
+    @staticmethod
+    def forward(ctx, x, weight, eps):
+        out, rstd = _rms_forward(x, weight, eps)
+        ctx.save_for_backward(x, weight, rstd)
+        return out.to(x.dtype)
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, weight, rstd = ctx.saved_tensors
+        dx, dweight = _rms_backward(grad, x, weight, rstd)
+        return dx.to(x.dtype), dweight.to(weight.dtype), None
 
 
 def fp32_rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
-    """RMSNorm over the last dim in float32 (float64 for float64), cast back to the dtype of ``x``."""
-    compute = torch.float64 if x.dtype == torch.float64 else torch.float32
-    # fused: autograd keeps the input and the per-row rstd only
-    out = F.rms_norm(x.to(compute), [x.shape[-1]], weight.to(compute), eps)
-    return out.to(x.dtype)
+    """RMSNorm over the last dim in float32 (float64 for float64), cast back to the dtype of ``x``.
+
+    Autograd keeps the input and the per-row rstd only (the backward is written out)."""
+    if torch.jit.is_scripting():
+        compute = torch.float64 if x.dtype == torch.float64 else torch.float32
+        return F.rms_norm(x.to(compute), [x.shape[-1]], weight.to(compute), eps).to(x.dtype)
+    return _RmsNormFn.apply(x, weight, eps)
 
 
 def gla2d_check_input(x: torch.Tensor, dim: int) -> torch.Tensor:
@@ -40,11 +80,105 @@ def gla2d_check_input(x: torch.Tensor, dim: int) -> torch.Tensor:
     return x
 
 
+class _SwiGLULinearFn(torch.autograd.Function):
+    # saves the fc1 output and the weight; silu(gate) * value (the weight's input) is recomputed in backward
+    @staticmethod
+    def forward(ctx, gate_value, weight):
+        gate, value = gate_value.chunk(2, dim=-1)
+        ctx.save_for_backward(gate_value, weight)
+        return F.linear(F.silu(gate) * value, weight)
+
+    @staticmethod
+    def backward(ctx, grad):
+        gate_value, weight = ctx.saved_tensors
+        gate, value = gate_value.chunk(2, dim=-1)
+        sig = torch.sigmoid(gate)
+        silu = gate * sig
+        hidden = (silu * value).to(grad.dtype)
+        dweight = grad.reshape(-1, grad.shape[-1]).t().mm(hidden.reshape(-1, hidden.shape[-1]))
+        dhidden = (grad @ weight.to(grad.dtype)).to(gate_value.dtype)
+        dgate = dhidden * value * (sig * (1 + gate * (1 - sig)))
+        return torch.cat([dgate, dhidden * silu], dim=-1), dweight.to(weight.dtype)
+
+
+def swiglu_linear(gate_value: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """``F.linear(silu(gate) * value, weight)`` (no bias), ``[gate, value] = gate_value.chunk(2, -1)``.
+
+    Autograd keeps ``gate_value`` and ``weight`` only: the product, the linear's input, is recomputed in backward
+    (elementwise), so the ``hidden``-wide activation is not stored."""
+    if torch.jit.is_scripting():
+        gate, value = gate_value.chunk(2, dim=-1)
+        return F.linear(F.silu(gate) * value, weight)
+    return _SwiGLULinearFn.apply(gate_value, weight)
+
+
+class _LogGateFn(torch.autograd.Function):
+    # saves the output only: d/dz logsigmoid(z) = sigmoid(-z) = -expm1(logsigmoid(z))
+    @staticmethod
+    def forward(ctx, gate_logits, normalizer):
+        out = F.logsigmoid(gate_logits.to(_compute_dtype(gate_logits.dtype))) / normalizer
+        ctx.save_for_backward(out)
+        ctx.normalizer = normalizer
+        ctx.in_dtype = gate_logits.dtype
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        out, = ctx.saved_tensors
+        return (grad * torch.expm1(out * ctx.normalizer) / -ctx.normalizer).to(ctx.in_dtype), None
+
+
 def gla2d_log_gates(gate_logits: torch.Tensor, normalizer: float) -> torch.Tensor:
     """``logsigmoid(gate_logits) / normalizer`` in float32 (float64 for float64): logsigmoid of an fp16 logit
-    loses the small decays that matter over long scans."""
-    compute = torch.float64 if gate_logits.dtype == torch.float64 else torch.float32
-    return F.logsigmoid(gate_logits.to(compute)) / normalizer
+    loses the small decays that matter over long scans. Autograd keeps the output only (which the scan keeps)."""
+    if torch.jit.is_scripting():
+        compute = torch.float64 if gate_logits.dtype == torch.float64 else torch.float32
+        return F.logsigmoid(gate_logits.to(compute)) / normalizer
+    return _LogGateFn.apply(gate_logits, normalizer)
+
+
+class _MixFn(torch.autograd.Function):
+    # saves o, local and the gate logits; both RMSNorms, the sigmoid, the mix and the SiLU are recomputed
+    @staticmethod
+    def forward(ctx, o, local, mix_logits, g_weight, l_weight, g_eps, l_eps, out_act):
+        o_norm, g_rstd = _rms_forward(o, g_weight, g_eps)
+        l_norm, l_rstd = _rms_forward(local, l_weight, l_eps)
+        mix = torch.sigmoid(mix_logits)
+        out = o_norm.to(o.dtype) * mix + l_norm.to(local.dtype) * (1 - mix)
+        ctx.save_for_backward(o, local, mix_logits, g_weight, l_weight, g_rstd, l_rstd)
+        ctx.out_act = out_act
+        return F.silu(out) if out_act else out
+
+    @staticmethod
+    def backward(ctx, grad):
+        o, local, mix_logits, g_weight, l_weight, g_rstd, l_rstd = ctx.saved_tensors
+        mix = torch.sigmoid(mix_logits)
+        o_norm = (o.to(g_rstd.dtype) * g_rstd * g_weight.to(g_rstd.dtype)).to(o.dtype)
+        l_norm = (local.to(l_rstd.dtype) * l_rstd * l_weight.to(l_rstd.dtype)).to(local.dtype)
+        if ctx.out_act:
+            out = o_norm * mix + l_norm * (1 - mix)
+            sig = torch.sigmoid(out)
+            grad = grad * (sig * (1 + out * (1 - sig)))
+        dmix = grad * (o_norm - l_norm)
+        dlogits = dmix * mix * (1 - mix)
+        do, dg_weight = _rms_backward(grad * mix, o, g_weight, g_rstd)
+        dlocal, dl_weight = _rms_backward(grad * (1 - mix), local, l_weight, l_rstd)
+        return (do.to(o.dtype), dlocal.to(local.dtype), dlogits, dg_weight.to(g_weight.dtype),
+                dl_weight.to(l_weight.dtype), None, None, None)
+
+
+def gla2d_mix(
+        o: torch.Tensor, local: torch.Tensor, mix_logits: torch.Tensor, g_weight: torch.Tensor, l_weight: torch.Tensor,
+        g_eps: float, l_eps: float, out_act: bool,
+) -> torch.Tensor:
+    """``silu?(g_norm(o) * s + l_norm(local) * (1 - s))``, ``s = sigmoid(mix_logits)`` (all ``[..., head_v_dim]``).
+
+    Autograd keeps ``o``, ``local``, ``mix_logits`` and the per-row rstds; the rest is recomputed in backward."""
+    if torch.jit.is_scripting():
+        mix = torch.sigmoid(mix_logits)
+        out = fp32_rms_norm(o, g_weight, g_eps) * mix + fp32_rms_norm(local, l_weight, l_eps) * (1 - mix)
+        return F.silu(out) if out_act else out
+    return _MixFn.apply(o, local, mix_logits, g_weight, l_weight, g_eps, l_eps, out_act)
 
 
 def gla2d_bigla(
@@ -67,7 +201,7 @@ def gla2d_bigla(
     return ops.bigla(q, k, v, gate_fwd, gate_bwd, backend=backend)
 
 
-for _fn in (fp32_rms_norm, gla2d_check_input, gla2d_log_gates, gla2d_bigla):
+for _fn in (fp32_rms_norm, swiglu_linear, gla2d_check_input, gla2d_log_gates, gla2d_mix, gla2d_bigla):
     torch.fx.wrap(_fn.__name__)
     register_notrace_function(_fn)
 
@@ -180,7 +314,8 @@ class BiGatedLinearAttention2d(nn.Module):
         self.g_norm = Fp32RmsNorm(self.head_v_dim, eps=norm_eps if out_norm_eps is None else out_norm_eps, **dd)
         self.l_norm = Fp32RmsNorm(self.head_v_dim, eps=norm_eps, **dd)
         self.g_proj = nn.Linear(dim, value_dim, bias=True, **dd)
-        self.out_act = nn.SiLU() if out_act else nn.Identity()
+        self.out_act = nn.SiLU() if out_act else nn.Identity()  # kept for the module tree; applied in gla2d_mix
+        self._out_act = bool(out_act)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -211,8 +346,7 @@ class BiGatedLinearAttention2d(nn.Module):
         o = gla2d_bigla(q, k, v, gate_fwd, gate_bwd, self.backend, self._triton_max_dk,
                         self._triton_max_dv)  # [B, L, heads, dv]
 
-        mix = torch.sigmoid(self.g_proj(local)).reshape(batch, length, heads, self.head_v_dim)
-        local = self.l_norm(local.reshape(batch, length, heads, self.head_v_dim))
-        o = self.g_norm(o) * mix + local * (1 - mix)
-        o = self.out_act(o.reshape(batch, length, self.value_dim))
-        return self.o_proj(o).reshape(batch, height, width, self.dim)
+        shape = (batch, length, heads, self.head_v_dim)
+        o = gla2d_mix(o, local.reshape(shape), self.g_proj(local).reshape(shape), self.g_norm.weight,
+                      self.l_norm.weight, self.g_norm.eps, self.l_norm.eps, self._out_act)
+        return self.o_proj(o.reshape(batch, length, self.value_dim)).reshape(batch, height, width, self.dim)

@@ -37,7 +37,7 @@ from timm.models import build_model_with_cfg, generate_default_cfgs, register_mo
 from timm.models._features import feature_take_indices
 from timm.models._manipulate import checkpoint, checkpoint_seq
 
-from ..layers.gla import BiGatedLinearAttention2d, Fp32RmsNorm
+from ..layers.gla import BiGatedLinearAttention2d, Fp32RmsNorm, swiglu_linear
 from ._contract import StagedBackbone, create_backbone, run_blocks
 from ._helpers import check_converted, unwrap_state_dict
 
@@ -60,8 +60,7 @@ class SwiGLU(nn.Module):
         self.fc2 = nn.Linear(hidden, dim, bias=False, **dd)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        gate, value = self.fc1(x).chunk(2, dim=-1)
-        return self.fc2(F.silu(gate) * value)
+        return swiglu_linear(self.fc1(x), self.fc2.weight)  # fc2 (no bias) fused: its input is recomputed
 
 
 class PlainSwiGLU(nn.Module):
@@ -74,8 +73,7 @@ class PlainSwiGLU(nn.Module):
         self.down_proj = nn.Linear(hidden, dim, bias=False, **dd)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        gate, value = self.gate_proj(x).chunk(2, dim=-1)
-        return self.down_proj(F.silu(gate) * value)
+        return swiglu_linear(self.gate_proj(x), self.down_proj.weight)  # down_proj fused, as SwiGLU
 
 
 def _swiglu_hidden(dim: int, multiple_of: int) -> int:
