@@ -30,13 +30,13 @@ number of patches.
 """
 import logging
 from functools import partial
-from typing import Any, Dict, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn as nn
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from timm.layers import Attention, DropPath, LayerNorm, LayerScale, Mlp, resample_abs_pos_embed
-from timm.models import build_model_with_cfg, generate_default_cfgs, register_model
+from timm.models import build_model_with_cfg, generate_default_cfgs, register_model, register_notrace_function
 from timm.models.vision_transformer import VisionTransformer
 
 from ..layers.agent import AgentAttention2d
@@ -48,6 +48,17 @@ __all__ = ["AgentVisionTransformer", "AgentViTBlock", "checkpoint_filter_fn"]
 _logger = logging.getLogger(__name__)
 
 AgentShape = Optional[Union[int, Tuple[int, int]]]
+
+
+# A leaf for FX (timm's resampling branches on the sizes). torch.fx.wrap as well as timm's registry: the traced
+# forward is timm's VisionTransformer's, whose module globals timm's autowrap list would patch, not these.
+@torch.fx.wrap
+@register_notrace_function
+def resample_pos_embed_to_grid(pos_embed: torch.Tensor, grid_h: int, grid_w: int, old_size: List[int],
+                               num_prefix_tokens: int) -> torch.Tensor:
+    """timm's ``resample_abs_pos_embed`` to a ``grid_h x grid_w`` patch grid (identity at the pretraining grid)."""
+    return resample_abs_pos_embed(pos_embed, new_size=[grid_h, grid_w], old_size=old_size,
+                                  num_prefix_tokens=num_prefix_tokens)
 
 
 class PlainAttention(Attention):
@@ -117,7 +128,8 @@ class AgentViTBlock(nn.Module):
     def forward(
             self, x: torch.Tensor, attn_mask: Optional[torch.Tensor] = None, is_causal: bool = False,
     ) -> torch.Tensor:
-        if attn_mask is not None or is_causal:
+        # real values only: under FX tracing timm's forward hands the blocks its (unused) arguments as proxies
+        if isinstance(attn_mask, torch.Tensor) or (isinstance(is_causal, bool) and is_causal):
             raise ValueError("AgentViTBlock: attn_mask / is_causal are not supported by agent attention")
         height, width = self.grid_size
         x = x + self.drop_path1(self.ls1(self.attn.forward_tokens(self.norm1(x), height, width)))
@@ -258,9 +270,9 @@ class AgentVisionTransformer(VisionTransformer):
             return torch.cat(to_cat + [x], dim=1)
         pos_embed = self.pos_embed
         if self.dynamic_img_size:
-            pos_embed = resample_abs_pos_embed(
-                self.pos_embed, new_size=[grid[0], grid[1]], old_size=self.patch_embed.grid_size,
-                num_prefix_tokens=0 if self.no_embed_class else self.num_prefix_tokens)
+            pos_embed = resample_pos_embed_to_grid(
+                self.pos_embed, grid[0], grid[1], list(self.patch_embed.grid_size),
+                0 if self.no_embed_class else self.num_prefix_tokens)
         if self.no_embed_class:
             x = x + pos_embed
             if len(to_cat) > 0:

@@ -164,7 +164,7 @@ class WindowAttention(nn.Module):
             bias = (bias + mask.unsqueeze(1)).repeat(batch, 1, 1, 1)  # image-major windows
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias.to(q.dtype),
                                              dropout_p=self.attn_drop if self.training else 0.)
-        out = out.transpose(1, 2).reshape(-1, n, channels)
+        out = out.transpose(1, 2).clone(memory_format=torch.contiguous_format).reshape(-1, n, channels)  # ONNX view
         out = self.proj_drop(self.proj(out))
         out = out.reshape(batch, hp // ws, wp // ws, ws, ws, channels).permute(0, 1, 3, 2, 4, 5)
         out = out.reshape(batch, hp, wp, channels)
