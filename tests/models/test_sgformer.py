@@ -7,6 +7,7 @@ the official code itself (float64, 224, every stage) was shown by running it out
 code has no licence, so it is not vendored here.
 """
 import argparse
+import importlib
 import json
 import re
 import sys
@@ -16,8 +17,9 @@ import pytest
 import torch
 import timm
 
-import visionattn.models  # noqa: F401  (registers the models)
 from visionattn.models.sgformer import SGFormer, checkpoint_filter_fn, reallocate_tokens
+
+importlib.import_module("visionattn.models")  # registers the models
 
 ROOT = Path(__file__).resolve().parents[2]
 FIXTURES = ROOT / "tests" / "fixtures" / "official_keys"
@@ -155,8 +157,8 @@ def test_pos_embed_of_another_grid_is_resized():
 # -- the reallocation rule ---------------------------------------------------------------------------------------
 
 def test_reallocation_hand_computed():
-    """N = 10, merges of 3 / 2 / 2: parts [0, 2), [2, 6), [6, 10) of the sorted tokens (N // 4, N // 4 * 3); incomplete groups are
-    completed by repeating their part's last token; equal significances keep token order."""
+    """N = 10, merges of 3 / 2 / 2: parts [0, 2), [2, 6), [6, 10) of the sorted tokens (at N // 4, N // 4 * 3);
+    incomplete groups are completed by repeating their part's last token; equal significances keep token order."""
     x = torch.arange(10, dtype=torch.float64).reshape(1, 10, 1) * 10 + 1  # token i has value 10 i + 1
     sig = torch.tensor([[5., 1., 1., 0., 9., 3., 3., 3., 7., 2.]], dtype=torch.float64)
     # stable ascending order: 3, 1, 2, 9, 5, 6, 7, 0, 8, 4
